@@ -1,0 +1,50 @@
+# Tunesmith — `make run` and `make test` set everything up on a fresh
+# Debian/Ubuntu machine (system packages are installed when run as root).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# Build once for tests and run: the dev profile optimises dependencies, so
+# debug builds are fast enough for both.
+CARGO_FLAGS ?=
+MODEL ?= assets/models/tiny-llama
+PROMPT ?= Write one sentence about autumn.
+
+APT_PACKAGES := build-essential pkg-config curl file libssl-dev \
+	libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev \
+	mesa-vulkan-drivers libvulkan1 xvfb xauth
+
+.PHONY: run test deps lint bench fmt clean-cache
+
+## run: generate text with the bundled tiny model (training arrives with the train issue)
+run: deps
+	$(CARGO) run $(CARGO_FLAGS) -p tunesmith -- model inspect $(MODEL)
+	$(CARGO) run $(CARGO_FLAGS) -p tunesmith -- generate --model $(MODEL) --chat --prompt "$(PROMPT)" --max-new-tokens 32
+
+## test: every test of the workspace, wgpu included (on Mesa's lavapipe when there is no GPU)
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast
+
+## lint: clippy with warnings as errors
+lint:
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## deps: system packages (as root) and a check for the Rust toolchain
+deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+		if [ -n "$$missing" ]; then \
+			echo "installing: $$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		fi; \
+	else \
+		echo "not root: make sure these Debian packages are installed: $(APT_PACKAGES)"; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+
+## bench: time/peak memory of `tunesmith logits` (SmolLM2-135M shape, 512 tokens) vs transformers
+bench: deps
+	bench/logits.sh cpu

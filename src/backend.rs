@@ -1,0 +1,195 @@
+//! The one place that turns a user's backend choice into a burn `Device`.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use burn::tensor::{Device, Tensor};
+
+/// Which compute backend to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// CUDA if compiled in and a GPU answers, then a hardware wgpu adapter,
+    /// then the CPU.
+    #[default]
+    Auto,
+    /// burn's pure-Rust `flex` CPU backend (always compiled in).
+    Cpu,
+    /// wgpu (Vulkan, Metal, DX12) through WGSL shaders.
+    Wgpu,
+    /// NVIDIA CUDA.
+    Cuda,
+}
+
+impl BackendChoice {
+    /// Names accepted on the command line.
+    pub const NAMES: [&'static str; 4] = ["auto", "cpu", "wgpu", "cuda"];
+
+    /// Parses a command-line name.
+    pub fn parse(s: &str) -> Result<Self, BackendError> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => Self::Auto,
+            "cpu" | "flex" => Self::Cpu,
+            "wgpu" | "vulkan" => Self::Wgpu,
+            "cuda" => Self::Cuda,
+            _ => {
+                return Err(BackendError::Unknown {
+                    name: s.to_string(),
+                });
+            }
+        })
+    }
+
+    /// Whether this binary was built with the backend.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Self::Auto | Self::Cpu => true,
+            Self::Wgpu => cfg!(feature = "wgpu"),
+            Self::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
+        })
+    }
+}
+
+/// Why a backend cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("unknown backend \"{name}\"; choose one of auto, cpu, wgpu, cuda")]
+    Unknown { name: String },
+
+    #[error(
+        "this build of Tunesmith has no {backend} backend; rebuild with `cargo build --release --features {backend}` or choose --backend cpu"
+    )]
+    NotCompiled { backend: BackendChoice },
+
+    #[error("the {backend} backend is compiled in but unusable here: {reason}")]
+    Unavailable {
+        backend: BackendChoice,
+        reason: String,
+    },
+}
+
+/// A usable device and the backend it belongs to.
+#[derive(Debug, Clone)]
+pub struct SelectedDevice {
+    pub device: Device,
+    pub backend: BackendChoice,
+    /// Human-readable description, e.g. "wgpu (default adapter)".
+    pub description: String,
+}
+
+/// Resolves a choice to a working device, checking that it can run a
+/// trivial kernel so failures surface here and not mid-run.
+pub fn select(choice: BackendChoice) -> Result<SelectedDevice, BackendError> {
+    match choice {
+        BackendChoice::Cpu => Ok(cpu()),
+        BackendChoice::Auto => {
+            if BackendChoice::Cuda.is_compiled()
+                && let Ok(d) = select(BackendChoice::Cuda)
+            {
+                return Ok(d);
+            }
+            #[cfg(feature = "wgpu")]
+            for (kind, label) in [
+                (burn::tensor::DeviceKind::DiscreteGpu(0), "discrete GPU"),
+                (burn::tensor::DeviceKind::IntegratedGpu(0), "integrated GPU"),
+            ] {
+                // Software adapters (lavapipe) are slower than the CPU backend,
+                // so Auto only takes real GPUs.
+                if probe(|| Device::wgpu(kind.clone())).is_ok() {
+                    return Ok(SelectedDevice {
+                        device: Device::wgpu(kind),
+                        backend: BackendChoice::Wgpu,
+                        description: format!("wgpu ({label})"),
+                    });
+                }
+            }
+            Ok(cpu())
+        }
+        BackendChoice::Wgpu => wgpu(),
+        BackendChoice::Cuda => cuda(),
+    }
+}
+
+fn cpu() -> SelectedDevice {
+    SelectedDevice {
+        device: Device::flex(),
+        backend: BackendChoice::Cpu,
+        description: "cpu (burn flex)".into(),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu() -> Result<SelectedDevice, BackendError> {
+    let make = || Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    probe(make).map_err(|reason| BackendError::Unavailable {
+        backend: BackendChoice::Wgpu,
+        reason: format!("no usable Vulkan/Metal/DX12 adapter ({reason})"),
+    })?;
+    Ok(SelectedDevice {
+        device: make(),
+        backend: BackendChoice::Wgpu,
+        description: "wgpu (default adapter)".into(),
+    })
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu() -> Result<SelectedDevice, BackendError> {
+    Err(BackendError::NotCompiled {
+        backend: BackendChoice::Wgpu,
+    })
+}
+
+#[cfg(feature = "cuda")]
+fn cuda() -> Result<SelectedDevice, BackendError> {
+    let make = || Device::cuda(0);
+    probe(make).map_err(|reason| BackendError::Unavailable {
+        backend: BackendChoice::Cuda,
+        reason: format!("no usable NVIDIA GPU/driver ({reason})"),
+    })?;
+    Ok(SelectedDevice {
+        device: make(),
+        backend: BackendChoice::Cuda,
+        description: "cuda (GPU 0)".into(),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda() -> Result<SelectedDevice, BackendError> {
+    Err(BackendError::NotCompiled {
+        backend: BackendChoice::Cuda,
+    })
+}
+
+/// Runs one tiny computation on a fresh device. GPU runtimes report a
+/// missing adapter by panicking, so the panic is caught (and kept off the
+/// terminal) and turned into a reason.
+#[allow(dead_code)] // unused in CPU-only builds
+fn probe(make: impl Fn() -> Device) -> Result<(), String> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let device = make();
+        let t = Tensor::<1>::from_floats([1.0, 2.0], &device);
+        t.sum().into_scalar::<f32>()
+    }));
+    std::panic::set_hook(previous);
+    match result {
+        Ok(v) if (v - 3.0).abs() < 1e-6 => Ok(()),
+        Ok(v) => Err(format!("self-test computed {v} instead of 3")),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the runtime panicked".into())),
+    }
+}

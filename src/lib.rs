@@ -1,0 +1,18 @@
+//! Tunesmith's engine: load Hugging Face Llama-family models into burn, run
+//! them exactly as transformers does, and (in later modules) fine-tune and
+//! export them.
+//!
+//! The CLI (`src/main.rs`) and the desktop app (`src-tauri/`) are thin front
+//! ends over this library.
+
+pub mod backend;
+pub mod fsutil;
+pub mod generate;
+pub mod logits;
+pub mod model;
+pub mod tokenizer;
+
+pub use backend::{BackendChoice, BackendError};
+pub use generate::{GenerateOptions, Sampling};
+pub use model::{CausalLm, ModelConfig, ModelError, ModelSummary};
+pub use tokenizer::{ChatMessage, TextTokenizer, TokenizerError};

@@ -1,0 +1,288 @@
+//! The `tunesmith` command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use tunesmith::backend::{self, BackendChoice, SelectedDevice};
+use tunesmith::generate::{GenerateOptions, Sampling, generate};
+use tunesmith::logits::{CaseFile, run_cases};
+use tunesmith::{CausalLm, ChatMessage, ModelSummary, TextTokenizer};
+
+/// Fine-tune small LLMs on your own machine.
+///
+/// Models are Hugging Face folders (config.json, tokenizer.json,
+/// *.safetensors) of the llama, mistral, qwen2 and qwen3 families.
+#[derive(Parser)]
+#[command(name = "tunesmith", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Look at a model folder.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Compute full logits for a file of test cases (to compare Tunesmith
+    /// with transformers or another implementation).
+    ///
+    /// CASES.json is {"cases": [...]}; each case has a "name" and one of
+    /// "token_ids" (a list of ids), "text" (+ optional "add_special_tokens",
+    /// default true) or "messages" (a list of {"role", "content"}, + optional
+    /// "add_generation_prompt") rendered through the model's chat template.
+    /// OUT.json is {"cases": [{"name", "token_ids", "logits": [[f32; vocab];
+    /// n], "rendered"?}]}.
+    Logits(LogitsArgs),
+    /// Continue a prompt with the model.
+    Generate(GenerateArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Architecture, sizes, parameter count, dtypes and memory to load,
+    /// read from config.json and the safetensors headers only.
+    Inspect {
+        /// The model folder.
+        dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct BackendArg {
+    /// Where to compute: auto (CUDA, then a wgpu GPU, then CPU), cpu, wgpu
+    /// or cuda.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    backend: BackendChoice,
+}
+
+fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+    BackendChoice::parse(s).map_err(|e| e.to_string())
+}
+
+#[derive(Args)]
+struct LogitsArgs {
+    /// The model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The cases file (JSON).
+    #[arg(long)]
+    cases: PathBuf,
+    /// Where to write the logits (JSON; replaced atomically).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// The model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The prompt text.
+    #[arg(long)]
+    prompt: String,
+    /// Send the prompt as a user message through the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// With --chat: a system message to put first.
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// Stop after this many new tokens.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Always take the most likely token (the default unless --temperature
+    /// is given).
+    #[arg(long, conflicts_with_all = ["temperature", "top_p", "seed"])]
+    greedy: bool,
+    /// Sample with this temperature (> 0).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Sample only from the most likely tokens that cover this probability
+    /// mass (0 < p <= 1).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Random seed for sampling; the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Model(ModelCommand::Inspect { dir, json }) => inspect(&dir, json),
+        Command::Logits(args) => logits(args),
+        Command::Generate(args) => run_generate(args),
+    }
+}
+
+fn inspect(dir: &Path, json: bool) -> Result<()> {
+    let s = ModelSummary::from_dir(dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    let dtypes: Vec<String> = s
+        .dtypes
+        .iter()
+        .map(|(d, n)| format!("{d} ({})", human_count(*n)))
+        .collect();
+    println!("model            {}", dir.display());
+    println!("architecture     {}", s.model_type);
+    println!("layers           {}", s.num_layers);
+    println!("hidden size      {}", s.hidden_size);
+    println!("mlp size         {}", s.intermediate_size);
+    println!(
+        "heads            {} query, {} key/value, head dim {}",
+        s.num_heads, s.num_kv_heads, s.head_dim
+    );
+    println!("vocabulary       {}", s.vocab_size);
+    println!("context          {} positions", s.max_position_embeddings);
+    println!(
+        "rope             theta {}, scaling {}",
+        s.rope_theta, s.rope_scaling
+    );
+    println!(
+        "embeddings       {}",
+        if s.tie_word_embeddings {
+            "tied to the output head"
+        } else {
+            "separate output head"
+        }
+    );
+    println!(
+        "parameters       {} ({})",
+        human_count(s.parameters),
+        s.parameters
+    );
+    println!("dtype on disk    {}", dtypes.join(", "));
+    println!(
+        "bytes on disk    {} in {} file(s)",
+        human_bytes(s.bytes_on_disk),
+        s.weight_files
+    );
+    println!("bytes to load    {} (f32)", human_bytes(s.bytes_loaded));
+    Ok(())
+}
+
+fn load(dir: &Path, choice: BackendChoice) -> Result<(CausalLm, SelectedDevice)> {
+    let selected = backend::select(choice)?;
+    let start = Instant::now();
+    eprintln!("loading {} on {}", dir.display(), selected.description);
+    let (model, _config) = CausalLm::load(dir, &selected.device)?;
+    eprintln!("loaded in {:.1}s", start.elapsed().as_secs_f32());
+    Ok((model, selected))
+}
+
+/// The tokenizer is optional for `logits` (token_ids cases need none).
+fn tokenizer_opt(dir: &Path) -> Result<Option<TextTokenizer>> {
+    if dir.join("tokenizer.json").is_file() {
+        Ok(Some(TextTokenizer::from_dir(dir)?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn logits(args: LogitsArgs) -> Result<()> {
+    let cases = CaseFile::read(&args.cases)?;
+    let tokenizer = tokenizer_opt(&args.model)?;
+    let (model, _) = load(&args.model, args.backend.backend)?;
+    let start = Instant::now();
+    let out = run_cases(&model, tokenizer.as_ref(), &cases)?;
+    let tokens: usize = out.cases.iter().map(|c| c.token_ids.len()).sum();
+    eprintln!(
+        "{} case(s), {tokens} token(s) in {:.2}s",
+        out.cases.len(),
+        start.elapsed().as_secs_f32()
+    );
+    let json = serde_json::to_vec(&out)?;
+    tunesmith::fsutil::write_atomic(&args.out, &json)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn run_generate(args: GenerateArgs) -> Result<()> {
+    let sampling = match args.temperature {
+        Some(temperature) if !args.greedy => Sampling::Sample {
+            temperature,
+            top_p: args.top_p,
+            seed: args.seed,
+        },
+        _ => Sampling::Greedy,
+    };
+    let tokenizer = TextTokenizer::from_dir(&args.model)?;
+    let prompt_ids = if args.chat {
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage::new("system", system.as_str()));
+        }
+        messages.push(ChatMessage::new("user", args.prompt.as_str()));
+        tokenizer.encode_chat(&messages, true)?.1
+    } else {
+        tokenizer.encode(&args.prompt, true)?
+    };
+    if prompt_ids.is_empty() {
+        bail!("the prompt produced no tokens");
+    }
+    let (model, _) = load(&args.model, args.backend.backend)?;
+    let options = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+        sampling,
+        stop_ids: tokenizer.stop_ids().to_vec(),
+    };
+    let start = Instant::now();
+    let mut generated = Vec::new();
+    let mut printed = 0usize;
+    let mut stdout = std::io::stdout();
+    // Decode the whole continuation each time and print what is new, so
+    // multi-token characters come out whole.
+    let result = generate(&model, &prompt_ids, &options, |id| {
+        generated.push(id);
+        if let Ok(text) = tokenizer.decode(&generated, true)
+            && text.len() > printed
+            && text.is_char_boundary(printed)
+        {
+            let _ = write!(stdout, "{}", &text[printed..]);
+            let _ = stdout.flush();
+            printed = text.len();
+        }
+    })?;
+    println!();
+    let secs = start.elapsed().as_secs_f32();
+    eprintln!(
+        "{} token(s) in {secs:.2}s ({:.1} tokens/s)",
+        result.len(),
+        result.len() as f32 / secs.max(1e-6)
+    );
+    Ok(())
+}
+
+fn human_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        n if n >= 1024f64.powi(3) => format!("{:.2} GiB", n / 1024f64.powi(3)),
+        n if n >= 1024f64.powi(2) => format!("{:.1} MiB", n / 1024f64.powi(2)),
+        n if n >= 1024.0 => format!("{:.1} KiB", n / 1024.0),
+        n => format!("{n} B"),
+    }
+}

@@ -1,0 +1,42 @@
+//! The small building blocks of a decoder, with HF weights transposed once
+//! at load time so the forward pass is a plain `x · W`.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Tensor, module::linear};
+
+/// A dense layer with weight stored as [in, out].
+#[derive(Module, Debug)]
+pub struct Linear {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Linear {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+    }
+
+    /// (in, out) features.
+    pub fn dims(&self) -> (usize, usize) {
+        let [i, o] = self.weight.dims();
+        (i, o)
+    }
+}
+
+/// Root-mean-square normalisation over the last dimension, as in Llama.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let variance = x.clone().powi_scalar(2).mean_dim(D - 1);
+        let normed = x * (variance + self.eps).sqrt().recip();
+        let dim = self.weight.dims()[0];
+        let mut shape = [1usize; D];
+        shape[D - 1] = dim;
+        normed * self.weight.val().reshape(shape)
+    }
+}

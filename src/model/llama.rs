@@ -1,0 +1,434 @@
+//! The Llama-family decoder: one module tree covers llama, mistral, qwen2
+//! and qwen3, switched by config flags.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::module::embedding;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::layers::{Linear, RmsNorm};
+use super::rope::{self, Rope};
+use super::weights::WeightSource;
+use super::{ModelConfig, ModelError};
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub self_attn: Attention,
+    pub mlp: Mlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+}
+
+/// A causal language model loaded from an HF folder.
+#[derive(Module, Debug)]
+pub struct CausalLm {
+    /// [vocab, hidden], as in the checkpoint.
+    pub embed_tokens: Param<Tensor<2>>,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// [hidden, vocab]; `None` when tied to the embeddings.
+    pub lm_head: Option<Param<Tensor<2>>>,
+    /// Position handling, fixed by the config; not a parameter.
+    #[module(skip)]
+    pub positions: Positions,
+}
+
+/// Rope frequencies and the attention window of a model.
+#[derive(Debug, Clone)]
+pub struct Positions {
+    rope: Rope,
+    sliding_window: Option<usize>,
+}
+
+/// Keys and values of past positions, one entry per layer, after rope.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Positions already cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Per-forward context shared by all layers.
+struct Step<'a> {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    /// Additive mask [1, 1, len, past+len], absent when nothing is masked.
+    mask: Option<Tensor<4>>,
+    cache: Option<&'a mut KvCache>,
+}
+
+impl Attention {
+    fn forward(&self, x: Tensor<3>, layer: usize, step: &mut Step) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let mut q = heads(self.q_proj.forward(x.clone()), nh);
+        let mut k = heads(self.k_proj.forward(x.clone()), nkv);
+        let mut v = heads(self.v_proj.forward(x), nkv);
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(q);
+            k = kn.forward(k);
+        }
+        q = rope::apply(q, &step.cos, &step.sin);
+        k = rope::apply(k, &step.cos, &step.sin);
+        if let Some(cache) = step.cache.as_deref_mut() {
+            if cache.layers.len() <= layer {
+                cache.layers.resize_with(layer + 1, || None);
+            }
+            if let Some((pk, pv)) = cache.layers[layer].take() {
+                k = Tensor::cat(vec![pk, k], 2);
+                v = Tensor::cat(vec![pv, v], 2);
+            }
+            cache.layers[layer] = Some((k.clone(), v.clone()));
+        }
+        let k = repeat_kv(k, nh / nkv);
+        let v = repeat_kv(v, nh / nkv);
+        let mut scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
+        if let Some(mask) = &step.mask {
+            scores = scores + mask.clone();
+        }
+        let out = softmax(scores, 3).matmul(v);
+        self.o_proj
+            .forward(out.swap_dims(1, 2).reshape([b, t, nh * hd]))
+    }
+}
+
+/// Grouped-query attention: each KV head serves `rep` query heads in a row,
+/// as transformers' `repeat_kv` lays them out.
+fn repeat_kv(x: Tensor<4>, rep: usize) -> Tensor<4> {
+    if rep == 1 {
+        return x;
+    }
+    let [b, n, t, d] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, n, rep, t, d])
+        .reshape([b, n * rep, t, d])
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+impl DecoderLayer {
+    fn forward(&self, x: Tensor<3>, layer: usize, step: &mut Step) -> Tensor<3> {
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), layer, step);
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    }
+}
+
+/// The additive causal mask for `len` new positions after `past` cached
+/// ones, with an optional sliding window (Mistral): query i sees key j when
+/// j <= i and i - j < window.
+fn causal_mask(
+    past: usize,
+    len: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Option<Tensor<4>> {
+    let total = past + len;
+    let windowed = window.is_some_and(|w| total > w);
+    if len == 1 && !windowed {
+        return None;
+    }
+    let mut data = vec![0f32; len * total];
+    for i in 0..len {
+        let qi = past + i;
+        for j in 0..total {
+            let hidden = j > qi || window.is_some_and(|w| qi - j.min(qi) >= w);
+            if hidden {
+                // A large finite value instead of -inf keeps a fully masked
+                // row from turning into NaN.
+                data[i * total + j] = -1e30;
+            }
+        }
+    }
+    Some(Tensor::from_data(
+        TensorData::new(data, [1, 1, len, total]),
+        device,
+    ))
+}
+
+impl CausalLm {
+    /// Loads config.json and the safetensors weights of `dir` onto `device`.
+    pub fn load(dir: &Path, device: &Device) -> Result<(Self, ModelConfig), ModelError> {
+        let config = ModelConfig::from_dir(dir)?;
+        let weights = WeightSource::open(dir)?;
+        let model = Loader::new(&weights, &config, device).load()?;
+        Ok((model, config))
+    }
+
+    /// Logits [batch, len, vocab] for token ids [batch, len]. With a cache,
+    /// the tokens continue the cached positions and the cache is extended.
+    pub fn forward(&self, tokens: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let hidden = self.hidden_states(tokens, cache);
+        self.logits(hidden)
+    }
+
+    /// Logits [batch, vocab] of the last position only (generation).
+    pub fn forward_last(&self, tokens: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<2> {
+        let hidden = self.hidden_states(tokens, cache);
+        let [b, t, _] = hidden.dims();
+        let last = hidden.narrow(1, t - 1, 1);
+        self.logits(last).reshape([b, self.vocab_size()])
+    }
+
+    /// Final hidden states [batch, len, hidden] after the last norm.
+    pub fn hidden_states(&self, tokens: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let device = tokens.device();
+        let [_, len] = tokens.dims();
+        let past = cache.as_ref().map_or(0, |c| c.len);
+        let (cos, sin) = self.positions.rope.tables(past, len, &device);
+        let mask = causal_mask(past, len, self.positions.sliding_window, &device);
+        let mut step = Step {
+            cos,
+            sin,
+            mask,
+            cache,
+        };
+        let mut x = embedding(self.embed_tokens.val(), tokens);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, i, &mut step);
+        }
+        if let Some(cache) = step.cache {
+            cache.len += len;
+        }
+        self.norm.forward(x)
+    }
+
+    fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, t, h] = hidden.dims();
+        let flat = hidden.reshape([b * t, h]);
+        let head = match &self.lm_head {
+            Some(w) => w.val(),
+            None => self.embed_tokens.val().transpose(),
+        };
+        flat.matmul(head).reshape([b, t, self.vocab_size()])
+    }
+
+    /// Size of the output vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        self.embed_tokens.dims()[0]
+    }
+}
+
+/// Reads each expected tensor once, transposes linear weights to [in, out],
+/// and reports tensors that the config does not account for.
+struct Loader<'a> {
+    weights: &'a WeightSource,
+    config: &'a ModelConfig,
+    device: &'a Device,
+    used: BTreeSet<String>,
+}
+
+impl<'a> Loader<'a> {
+    fn new(weights: &'a WeightSource, config: &'a ModelConfig, device: &'a Device) -> Self {
+        Self {
+            weights,
+            config,
+            device,
+            used: BTreeSet::new(),
+        }
+    }
+
+    fn read(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let data = self
+            .weights
+            .read_f32(name, shape, self.config.model_type.as_str())?;
+        self.used.insert(name.to_string());
+        Ok(data)
+    }
+
+    fn tensor1(&mut self, name: &str, n: usize) -> Result<Param<Tensor<1>>, ModelError> {
+        let data = self.read(name, &[n])?;
+        Ok(Param::from_tensor(Tensor::from_data(
+            TensorData::new(data, [n]),
+            self.device,
+        )))
+    }
+
+    /// An HF [out, in] matrix, stored transposed.
+    fn matrix_t(&mut self, name: &str, out: usize, inp: usize) -> Result<Tensor<2>, ModelError> {
+        let data = self.read(name, &[out, inp])?;
+        let mut t = vec![0f32; data.len()];
+        for (o, row) in data.chunks_exact(inp).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                t[i * out + o] = v;
+            }
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(t, [inp, out]),
+            self.device,
+        ))
+    }
+
+    fn linear(
+        &mut self,
+        prefix: &str,
+        inp: usize,
+        out: usize,
+        bias: bool,
+    ) -> Result<Linear, ModelError> {
+        let weight = Param::from_tensor(self.matrix_t(&format!("{prefix}.weight"), out, inp)?);
+        let bias = if bias {
+            Some(self.tensor1(&format!("{prefix}.bias"), out)?)
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    fn norm(&mut self, name: &str, dim: usize) -> Result<RmsNorm, ModelError> {
+        Ok(RmsNorm {
+            weight: self.tensor1(name, dim)?,
+            eps: self.config.rms_norm_eps,
+        })
+    }
+
+    fn load(mut self) -> Result<CausalLm, ModelError> {
+        let c = self.config;
+        let (h, hd) = (c.hidden_size, c.head_dim);
+        let embed = self.read("model.embed_tokens.weight", &[c.vocab_size, h])?;
+        let embed_tokens = Param::from_tensor(Tensor::from_data(
+            TensorData::new(embed, [c.vocab_size, h]),
+            self.device,
+        ));
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let p = format!("model.layers.{i}");
+            let a = format!("{p}.self_attn");
+            let qk_norm = |s: &mut Self, which: &str| -> Result<Option<RmsNorm>, ModelError> {
+                c.qk_norm
+                    .then(|| s.norm(&format!("{a}.{which}.weight"), hd))
+                    .transpose()
+            };
+            let self_attn = Attention {
+                q_proj: self.linear(&format!("{a}.q_proj"), h, c.num_heads * hd, c.qkv_bias)?,
+                k_proj: self.linear(&format!("{a}.k_proj"), h, c.num_kv_heads * hd, c.qkv_bias)?,
+                v_proj: self.linear(&format!("{a}.v_proj"), h, c.num_kv_heads * hd, c.qkv_bias)?,
+                o_proj: self.linear(&format!("{a}.o_proj"), c.num_heads * hd, h, c.o_bias)?,
+                q_norm: qk_norm(&mut self, "q_norm")?,
+                k_norm: qk_norm(&mut self, "k_norm")?,
+                num_heads: c.num_heads,
+                num_kv_heads: c.num_kv_heads,
+                head_dim: hd,
+            };
+            let m = format!("{p}.mlp");
+            let mlp = Mlp {
+                gate_proj: self.linear(
+                    &format!("{m}.gate_proj"),
+                    h,
+                    c.intermediate_size,
+                    c.mlp_bias,
+                )?,
+                up_proj: self.linear(
+                    &format!("{m}.up_proj"),
+                    h,
+                    c.intermediate_size,
+                    c.mlp_bias,
+                )?,
+                down_proj: self.linear(
+                    &format!("{m}.down_proj"),
+                    c.intermediate_size,
+                    h,
+                    c.mlp_bias,
+                )?,
+            };
+            layers.push(DecoderLayer {
+                self_attn,
+                mlp,
+                input_layernorm: self.norm(&format!("{p}.input_layernorm.weight"), h)?,
+                post_attention_layernorm: self
+                    .norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
+            });
+        }
+        let norm = self.norm("model.norm.weight", h)?;
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            Some(Param::from_tensor(self.matrix_t(
+                "lm_head.weight",
+                c.vocab_size,
+                h,
+            )?))
+        };
+        self.check_leftovers()?;
+        Ok(CausalLm {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            positions: Positions {
+                rope: Rope::new(c),
+                sliding_window: c.sliding_window,
+            },
+        })
+    }
+
+    /// Tensors nobody asked for mean the config and the weights disagree
+    /// (more layers, biases the config did not announce...): refuse rather
+    /// than silently compute something else.
+    fn check_leftovers(&self) -> Result<(), ModelError> {
+        for (name, info) in self.weights.tensors() {
+            if self.used.contains(name) {
+                continue;
+            }
+            // Rope buffers of old checkpoints are recomputed from the config;
+            // a tied head saved anyway is ignored exactly as transformers does.
+            let benign = name.ends_with("rotary_emb.inv_freq")
+                || (name == "lm_head.weight" && self.config.tie_word_embeddings);
+            if !benign {
+                return Err(ModelError::UnexpectedTensor {
+                    name: name.clone(),
+                    path: self.weights.path_of(info).to_path_buf(),
+                    model_type: self.config.model_type.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}

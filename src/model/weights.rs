@@ -1,0 +1,210 @@
+//! Memory-mapped safetensors checkpoints, single-file or sharded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use super::ModelError;
+
+const SINGLE_FILE: &str = "model.safetensors";
+const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// Where one tensor lives and what it looks like, read from the file header.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    file: usize,
+    /// Byte range inside the memory map.
+    start: usize,
+    end: usize,
+}
+
+impl TensorInfo {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Bytes the tensor occupies on disk.
+    pub fn bytes(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// The weight files of a model folder, mapped into memory. Tensor data is
+/// only touched when a tensor is read, so opening a multi-GB model is cheap.
+pub struct WeightSource {
+    files: Vec<(PathBuf, Mmap)>,
+    tensors: BTreeMap<String, TensorInfo>,
+}
+
+impl WeightSource {
+    /// Opens `model.safetensors` or the shards listed by
+    /// `model.safetensors.index.json`, validating every header.
+    pub fn open(dir: &Path) -> Result<Self, ModelError> {
+        let single = dir.join(SINGLE_FILE);
+        let index = dir.join(INDEX_FILE);
+        let paths = if index.is_file() {
+            shard_paths(&index)?
+        } else if single.is_file() {
+            vec![single]
+        } else {
+            return Err(ModelError::NoWeights {
+                dir: dir.to_path_buf(),
+            });
+        };
+        let mut files = Vec::with_capacity(paths.len());
+        let mut tensors = BTreeMap::new();
+        for (i, path) in paths.into_iter().enumerate() {
+            let file = File::open(&path).map_err(|e| ModelError::io(&path, e))?;
+            // SAFETY: the map is read-only; a file truncated underneath us by
+            // another process is the one case mmap cannot guard against,
+            // and every loader of safetensors shares it.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(&path, e))?;
+            let (header_len, metadata) =
+                SafeTensors::read_metadata(&mmap).map_err(|e| ModelError::CorruptSafetensors {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            let base = 8 + header_len;
+            for (name, info) in metadata.tensors() {
+                let (s, e) = info.data_offsets;
+                tensors.insert(
+                    name,
+                    TensorInfo {
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        file: i,
+                        start: base + s,
+                        end: base + e,
+                    },
+                );
+            }
+            files.push((path, mmap));
+        }
+        Ok(Self { files, tensors })
+    }
+
+    /// All tensors by name.
+    pub fn tensors(&self) -> &BTreeMap<String, TensorInfo> {
+        &self.tensors
+    }
+
+    /// The file that holds a tensor.
+    pub fn path_of(&self, info: &TensorInfo) -> &Path {
+        &self.files[info.file].0
+    }
+
+    /// A description of where tensors are looked up, for messages.
+    pub fn location(&self) -> String {
+        match self.files.as_slice() {
+            [(p, _)] => p.display().to_string(),
+            files => format!(
+                "the {} shards of {}",
+                files.len(),
+                files[0].0.parent().unwrap_or(Path::new(".")).display()
+            ),
+        }
+    }
+
+    /// Reads a tensor as f32, checking its shape. F16 and BF16 are widened
+    /// exactly.
+    pub fn read_f32(
+        &self,
+        name: &str,
+        expected: &[usize],
+        model_type: &str,
+    ) -> Result<Vec<f32>, ModelError> {
+        let info = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: name.to_string(),
+                location: self.location(),
+                model_type: model_type.to_string(),
+            })?;
+        let path = self.path_of(info);
+        if info.shape != expected {
+            return Err(ModelError::TensorShape {
+                name: name.to_string(),
+                path: path.to_path_buf(),
+                expected: expected.to_vec(),
+                found: info.shape.clone(),
+            });
+        }
+        let bytes = &self.files[info.file].1[info.start..info.end];
+        let out = match info.dtype {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(ModelError::TensorDtype {
+                    name: name.to_string(),
+                    path: path.to_path_buf(),
+                    dtype: format!("{other:?}"),
+                });
+            }
+        };
+        Ok(out)
+    }
+}
+
+/// The shard files named by an index, in a stable order, each checked to
+/// exist.
+fn shard_paths(index: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let text = std::fs::read_to_string(index).map_err(|e| ModelError::io(index, e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: index.to_path_buf(),
+            source,
+        })?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ModelError::BadIndex {
+            path: index.to_path_buf(),
+            reason: "no \"weight_map\" object".into(),
+        })?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut seen: HashMap<&str, ()> = HashMap::new();
+    let mut paths = Vec::new();
+    for (tensor, file) in map {
+        let file = file.as_str().ok_or_else(|| ModelError::BadIndex {
+            path: index.to_path_buf(),
+            reason: format!("the entry for \"{tensor}\" is not a file name"),
+        })?;
+        if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+            return Err(ModelError::BadIndex {
+                path: index.to_path_buf(),
+                reason: format!(
+                    "shard name \"{file}\" must be a plain file name in the model folder"
+                ),
+            });
+        }
+        if seen.insert(file, ()).is_none() {
+            let path = dir.join(file);
+            if !path.is_file() {
+                return Err(ModelError::BadIndex {
+                    path: index.to_path_buf(),
+                    reason: format!("shard {file} (holding \"{tensor}\") is missing"),
+                });
+            }
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}

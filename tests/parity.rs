@@ -1,0 +1,103 @@
+//! The engine against transformers: logits, token ids, rendered chat
+//! templates and greedy continuations of every fixture model, as computed
+//! by tests/fixtures/make_fixtures.py.
+
+mod common;
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use serde::Deserialize;
+use tunesmith::generate::{GenerateOptions, Sampling, generate};
+use tunesmith::logits::{CaseFile, OutputFile, run_cases};
+use tunesmith::{CausalLm, TextTokenizer};
+
+const TOLERANCE: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct GreedyFile {
+    cases: Vec<GreedyCase>,
+}
+
+#[derive(Deserialize)]
+struct GreedyCase {
+    name: String,
+    prompt_ids: Vec<u32>,
+    max_new_tokens: usize,
+    generated_ids: Vec<u32>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> T {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Checks one model folder on one device; returns the largest deviation.
+fn check_model(dir: &Path, device: &Device) -> f32 {
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    let tokenizer = TextTokenizer::from_dir(dir).unwrap();
+    let (model, _) = CausalLm::load(dir, device).unwrap();
+    let cases = CaseFile::read(&dir.join("cases.json")).unwrap();
+    let expected: OutputFile = read_json(&dir.join("reference.json"));
+    let got = run_cases(&model, Some(&tokenizer), &cases).unwrap();
+    assert_eq!(got.cases.len(), expected.cases.len(), "{name}: case count");
+    let mut worst = 0f32;
+    for (g, e) in got.cases.iter().zip(&expected.cases) {
+        assert_eq!(g.name, e.name);
+        assert_eq!(
+            g.rendered, e.rendered,
+            "{name}/{}: rendered template",
+            e.name
+        );
+        assert_eq!(g.token_ids, e.token_ids, "{name}/{}: token ids", e.name);
+        assert_eq!(g.logits.len(), e.logits.len());
+        for (pos, (gr, er)) in g.logits.iter().zip(&e.logits).enumerate() {
+            assert_eq!(gr.len(), er.len(), "{name}/{}: vocab", e.name);
+            for (tok, (a, b)) in gr.iter().zip(er).enumerate() {
+                let diff = (a - b).abs();
+                worst = worst.max(diff);
+                assert!(
+                    diff <= TOLERANCE,
+                    "{name}/{}: logit[{pos}][{tok}] = {a}, transformers {b} (diff {diff})",
+                    e.name
+                );
+            }
+        }
+    }
+    let greedy: GreedyFile = read_json(&dir.join("greedy.json"));
+    for case in &greedy.cases {
+        let options = GenerateOptions {
+            max_new_tokens: case.max_new_tokens,
+            sampling: Sampling::Greedy,
+            stop_ids: tokenizer.stop_ids().to_vec(),
+        };
+        let out = generate(&model, &case.prompt_ids, &options, |_| {}).unwrap();
+        assert_eq!(
+            out, case.generated_ids,
+            "{name}/{}: greedy continuation",
+            case.name
+        );
+    }
+    worst
+}
+
+#[test]
+fn cpu_matches_transformers() {
+    let device = Device::flex();
+    for dir in common::fixture_models() {
+        let worst = check_model(&dir, &device);
+        eprintln!("cpu  {}: max |diff| {worst:.2e}", dir.display());
+    }
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_matches_transformers() {
+    let Some(device) = common::wgpu_device() else {
+        return;
+    };
+    for dir in common::fixture_models() {
+        let worst = check_model(&dir, &device);
+        eprintln!("wgpu {}: max |diff| {worst:.2e}", dir.display());
+    }
+}
