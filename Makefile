@@ -9,16 +9,23 @@ CARGO_FLAGS ?=
 MODEL ?= assets/models/tiny-llama
 PROMPT ?= Write one sentence about autumn.
 
-APT_PACKAGES := build-essential pkg-config curl file libssl-dev \
-	libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev \
+# The app needs WebKitGTK (+ dbus); wgpu needs a Vulkan driver (Mesa's
+# lavapipe when there is no GPU); xvfb runs the app headless.
+APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev libdbus-1-dev \
 	mesa-vulkan-drivers libvulkan1 xvfb xauth
 
 .PHONY: run test deps lint bench fmt clean-cache
 
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+TUNESMITH := $(TARGET_DIR)/debug/tunesmith
+
 ## run: generate text with the bundled tiny model (training arrives with the train issue)
+# Built with --workspace like the tests, so both share one set of compiled
+# dependencies (a -p build unifies features differently and rebuilds burn).
 run: deps
-	$(CARGO) run $(CARGO_FLAGS) -p tunesmith -- model inspect $(MODEL)
-	$(CARGO) run $(CARGO_FLAGS) -p tunesmith -- generate --model $(MODEL) --chat --prompt "$(PROMPT)" --max-new-tokens 32
+	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
+	$(TUNESMITH) model inspect $(MODEL)
+	$(TUNESMITH) generate --model $(MODEL) --chat --prompt "$(PROMPT)" --max-new-tokens 32
 
 ## test: every test of the workspace, wgpu included (on Mesa's lavapipe when there is no GPU)
 test: deps

@@ -100,14 +100,14 @@ pub fn select(choice: BackendChoice) -> Result<SelectedDevice, BackendError> {
             }
             #[cfg(feature = "wgpu")]
             for (kind, label) in [
-                (burn::tensor::DeviceKind::DiscreteGpu(0), "discrete GPU"),
-                (burn::tensor::DeviceKind::IntegratedGpu(0), "integrated GPU"),
+                (DeviceKind::DiscreteGpu(0), "discrete GPU"),
+                (DeviceKind::IntegratedGpu(0), "integrated GPU"),
             ] {
                 // Software adapters (lavapipe) are slower than the CPU backend,
                 // so Auto only takes real GPUs.
-                if probe(|| Device::wgpu(kind.clone())).is_ok() {
+                if let Ok(device) = wgpu_device(kind) {
                     return Ok(SelectedDevice {
-                        device: Device::wgpu(kind),
+                        device,
                         backend: BackendChoice::Wgpu,
                         description: format!("wgpu ({label})"),
                     });
@@ -129,14 +129,45 @@ fn cpu() -> SelectedDevice {
 }
 
 #[cfg(feature = "wgpu")]
+use burn::tensor::DeviceKind;
+
+/// Initialises (once per process and adapter kind) and self-tests a wgpu
+/// device. burn refuses to initialise the same runtime twice, so the
+/// outcome is remembered.
+#[cfg(feature = "wgpu")]
+fn wgpu_device(kind: DeviceKind) -> Result<Device, String> {
+    use std::sync::Mutex;
+    type Cache = Vec<(DeviceKind, Result<Device, String>)>;
+    static CACHE: Mutex<Cache> = Mutex::new(Vec::new());
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, result)) = cache.iter().find(|(k, _)| *k == kind) {
+        return result.clone();
+    }
+    let mut options = Device::wgpu_options().device_kind(kind.clone());
+    // On Linux only Vulkan is worth computing on; probing OpenGL as well
+    // just makes EGL complain on headless machines.
+    if cfg!(target_os = "linux") {
+        options = options.graphics_api(burn::tensor::wgpu::WgpuBackend::Vulkan);
+    }
+    let result = options
+        .init()
+        .map_err(|e| e.to_string())
+        .and_then(|device| self_test(&device).map(|()| device));
+    cache.push((kind, result.clone()));
+    result
+}
+
+#[cfg(feature = "wgpu")]
 fn wgpu() -> Result<SelectedDevice, BackendError> {
-    let make = || Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-    probe(make).map_err(|reason| BackendError::Unavailable {
-        backend: BackendChoice::Wgpu,
-        reason: format!("no usable Vulkan/Metal/DX12 adapter ({reason})"),
-    })?;
+    let device =
+        wgpu_device(DeviceKind::DefaultDevice).map_err(|reason| BackendError::Unavailable {
+            backend: BackendChoice::Wgpu,
+            reason: format!("no usable Vulkan/Metal/DX12 adapter ({reason})"),
+        })?;
     Ok(SelectedDevice {
-        device: make(),
+        device,
         backend: BackendChoice::Wgpu,
         description: "wgpu (default adapter)".into(),
     })
@@ -151,13 +182,13 @@ fn wgpu() -> Result<SelectedDevice, BackendError> {
 
 #[cfg(feature = "cuda")]
 fn cuda() -> Result<SelectedDevice, BackendError> {
-    let make = || Device::cuda(0);
-    probe(make).map_err(|reason| BackendError::Unavailable {
+    let device = Device::cuda(0);
+    self_test(&device).map_err(|reason| BackendError::Unavailable {
         backend: BackendChoice::Cuda,
         reason: format!("no usable NVIDIA GPU/driver ({reason})"),
     })?;
     Ok(SelectedDevice {
-        device: make(),
+        device,
         backend: BackendChoice::Cuda,
         description: "cuda (GPU 0)".into(),
     })
@@ -170,16 +201,15 @@ fn cuda() -> Result<SelectedDevice, BackendError> {
     })
 }
 
-/// Runs one tiny computation on a fresh device. GPU runtimes report a
-/// missing adapter by panicking, so the panic is caught (and kept off the
+/// Runs one tiny computation on a device. Some GPU runtimes report a
+/// missing driver by panicking, so the panic is caught (and kept off the
 /// terminal) and turned into a reason.
 #[allow(dead_code)] // unused in CPU-only builds
-fn probe(make: impl Fn() -> Device) -> Result<(), String> {
+fn self_test(device: &Device) -> Result<(), String> {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let device = make();
-        let t = Tensor::<1>::from_floats([1.0, 2.0], &device);
+        let t = Tensor::<1>::from_floats([1.0, 2.0], device);
         t.sum().into_scalar::<f32>()
     }));
     std::panic::set_hook(previous);

@@ -101,3 +101,50 @@ fn wgpu_matches_transformers() {
         eprintln!("wgpu {}: max |diff| {worst:.2e}", dir.display());
     }
 }
+
+/// A batch computes what its rows compute alone, and a KV cache fed one
+/// token at a time computes what the full sequence computes.
+#[test]
+fn batch_and_cache_agree_with_single_sequences() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use tunesmith::model::KvCache;
+
+    let device = Device::flex();
+    let dir = common::models_dir().join("qwen3");
+    let (model, config) = CausalLm::load(&dir, &device).unwrap();
+    let vocab = config.vocab_size;
+    let rows: [Vec<i64>; 2] = [vec![5, 17, 200, 3, 99, 42], vec![311, 0, 7, 7, 150, 64]];
+    let run = |ids: Vec<i64>, b: usize| {
+        let n = ids.len() / b;
+        let t = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, n]), &device);
+        model
+            .forward(t, None)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    let batch = run(rows.concat(), 2);
+    let singles = [run(rows[0].clone(), 1), run(rows[1].clone(), 1)].concat();
+    let worst = batch
+        .iter()
+        .zip(&singles)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "batch vs single: {worst}");
+
+    let mut cache = KvCache::new();
+    let mut stepped = Vec::new();
+    for &id in &rows[0] {
+        let t = Tensor::<2, Int>::from_data(TensorData::new(vec![id], [1, 1]), &device);
+        let logits = model.forward(t, Some(&mut cache));
+        stepped.extend(logits.into_data().try_to_vec::<f32>().unwrap());
+    }
+    assert_eq!(cache.len(), rows[0].len());
+    assert_eq!(stepped.len(), rows[0].len() * vocab);
+    let worst = stepped
+        .iter()
+        .zip(&singles)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "cached vs full: {worst}");
+}

@@ -432,3 +432,40 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visible(past: usize, len: usize, window: Option<usize>) -> Vec<Vec<bool>> {
+        let total = past + len;
+        match causal_mask(past, len, window, &Device::flex()) {
+            None => vec![vec![true; total]; len],
+            Some(m) => m
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+                .chunks(total)
+                .map(|r| r.iter().map(|&v| v == 0.0).collect())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn causal_mask_hides_the_future() {
+        let v = visible(0, 3, None);
+        assert_eq!(v[0], [true, false, false]);
+        assert_eq!(v[2], [true, true, true]);
+    }
+
+    #[test]
+    fn sliding_window_hides_the_distant_past() {
+        // Query 3 with a window of 2 sees keys 2 and 3 only.
+        let v = visible(0, 4, Some(2));
+        assert_eq!(v[3], [false, false, true, true]);
+        // With a cache, a single new token is masked too once past the window.
+        let v = visible(4, 1, Some(2));
+        assert_eq!(v[0], [false, false, false, true, true]);
+        assert_eq!(visible(1, 1, Some(8))[0], [true, true]);
+    }
+}

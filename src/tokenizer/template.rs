@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn trims_blocks_and_knows_python_methods() {
         let src = "{{ bos_token }}{% for m in messages %}\n  {% if m.role == 'user' %}\n[{{ m.content.strip() }}]\n  {% endif %}\n{% endfor %}\n{% if add_generation_prompt %}>{% endif %}";
-        let out = render(&src, &[ChatMessage::new("user", "  hi ")], true).unwrap();
+        let out = render(src, &[ChatMessage::new("user", "  hi ")], true).unwrap();
         assert_eq!(out, "<s>[hi]\n>");
     }
 
