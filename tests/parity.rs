@@ -125,11 +125,7 @@ fn batch_and_cache_agree_with_single_sequences() {
     };
     let batch = run(rows.concat(), 2);
     let singles = [run(rows[0].clone(), 1), run(rows[1].clone(), 1)].concat();
-    let worst = batch
-        .iter()
-        .zip(&singles)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let worst = max_abs_diff(&batch, &singles);
     assert!(worst < 1e-5, "batch vs single: {worst}");
 
     let mut cache = KvCache::new();
@@ -141,10 +137,14 @@ fn batch_and_cache_agree_with_single_sequences() {
     }
     assert_eq!(cache.len(), rows[0].len());
     assert_eq!(stepped.len(), rows[0].len() * vocab);
-    let worst = stepped
-        .iter()
-        .zip(&singles)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let worst = max_abs_diff(&stepped, &singles);
     assert!(worst < 1e-5, "cached vs full: {worst}");
+}
+
+/// Largest |a - b| over the common prefix of two slices.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
 }
