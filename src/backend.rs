@@ -3,6 +3,8 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+#[cfg(feature = "wgpu")]
+use burn::tensor::DeviceKind;
 use burn::tensor::{Device, Tensor};
 
 /// Which compute backend to run on.
@@ -128,9 +130,6 @@ fn cpu() -> SelectedDevice {
     }
 }
 
-#[cfg(feature = "wgpu")]
-use burn::tensor::DeviceKind;
-
 /// Initialises (once per process and adapter kind) and self-tests a wgpu
 /// device. burn refuses to initialise the same runtime twice, so the
 /// outcome is remembered.
@@ -146,8 +145,8 @@ fn wgpu_device(kind: DeviceKind) -> Result<Device, String> {
         return result.clone();
     }
     let mut options = Device::wgpu_options().device_kind(kind.clone());
-    // On Linux only Vulkan is worth computing on; probing OpenGL as well
-    // just makes EGL complain on headless machines.
+    // On Linux, Vulkan is the only API worth computing on; without the pin,
+    // a machine with just a software Vulkan driver goes on to probe OpenGL.
     if cfg!(target_os = "linux") {
         options = options.graphics_api(burn::tensor::wgpu::WgpuBackend::Vulkan);
     }
