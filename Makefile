@@ -7,7 +7,10 @@ CARGO ?= cargo
 # debug builds are fast enough for both.
 CARGO_FLAGS ?=
 MODEL ?= assets/models/tiny-llama
-PROMPT ?= Write one sentence about autumn.
+PROMPT ?= Say the Tunesmith motto.
+PRESET ?= presets/quickstart.toml
+# Runs of `make run` stay inside the checkout (git-ignored).
+RUNS_DIR ?= $(CURDIR)/runs
 
 # The app needs WebKitGTK (+ dbus); wgpu needs a Vulkan driver (Mesa's
 # lavapipe when there is no GPU); xvfb runs the app headless.
@@ -19,13 +22,18 @@ APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev libdbus-1-dev \
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TUNESMITH := $(TARGET_DIR)/debug/tunesmith
 
-## run: generate text with the bundled tiny model (training arrives with the train issue)
+## run: LoRA-train the bundled tiny model on the sample dataset, then ask the result
+# (base model first, then with the trained adapter).
 # Built with --workspace like the tests, so both share one set of compiled
 # dependencies (a -p build unifies features differently and rebuilds burn).
 run: deps
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 	$(TUNESMITH) model inspect $(MODEL)
-	$(TUNESMITH) generate --model $(MODEL) --chat --prompt "$(PROMPT)" --max-new-tokens 32
+	$(TUNESMITH) train $(PRESET) --set output.runs_dir=$(RUNS_DIR)
+	@echo "--- base model:"
+	$(TUNESMITH) generate --model $(MODEL) --chat --prompt "$(PROMPT)" --max-new-tokens 24
+	@echo "--- after fine-tuning:"
+	$(TUNESMITH) generate --adapter "$$($(TUNESMITH) runs latest --dir $(RUNS_DIR))" --chat --prompt "$(PROMPT)" --max-new-tokens 24
 
 ## test: every test of the workspace, wgpu included (on Mesa's lavapipe when there is no GPU)
 test: deps
@@ -52,6 +60,8 @@ deps:
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 
-## bench: time/peak memory of `tunesmith logits` (SmolLM2-135M shape, 512 tokens) vs transformers
+## bench: SmolLM2-135M shape: `logits` (512 tokens) vs transformers; LoRA r16 training
+## (micro-batch 4 x 512) tokens/s + peak RSS vs torch+PEFT
 bench: deps
 	bench/logits.sh cpu
+	bench/train.sh cpu

@@ -6,13 +6,19 @@
 //! ends over this library.
 
 pub mod backend;
+pub mod config;
+pub mod data;
 pub mod fsutil;
 pub mod generate;
 pub mod logits;
+pub mod methods;
 pub mod model;
 pub mod tokenizer;
+pub mod train;
 
 pub use backend::{BackendChoice, BackendError};
+pub use config::RunConfig;
 pub use generate::{GenerateOptions, Sampling};
 pub use model::{CausalLm, ModelConfig, ModelError, ModelSummary};
 pub use tokenizer::{ChatMessage, TextTokenizer, TokenizerError};
+pub use train::{RunHandle, Session, TrainError, TrainEvent};

@@ -12,6 +12,8 @@ use tunesmith::generate::{GenerateOptions, Sampling, generate};
 use tunesmith::logits::{CaseFile, run_cases};
 use tunesmith::{CausalLm, ChatMessage, ModelSummary, TextTokenizer};
 
+mod cli;
+
 /// Fine-tune small LLMs on your own machine.
 ///
 /// Models are Hugging Face folders (config.json, tokenizer.json,
@@ -40,6 +42,41 @@ enum Command {
     Logits(LogitsArgs),
     /// Continue a prompt with the model.
     Generate(GenerateArgs),
+    /// Fine-tune a model as a run configuration says (presets/*.toml).
+    Train(cli::train::TrainArgs),
+    /// Continue an interrupted run from its newest checkpoint.
+    Resume(cli::train::ResumeArgs),
+    /// Look at past runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Every run with its status, step, loss and best validation loss.
+    List {
+        /// The runs folder (default: the user data folder's tunesmith/runs).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// One JSON object per run.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the newest run directory (for scripts).
+    Latest {
+        /// The runs folder (default: the user data folder's tunesmith/runs).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct AdapterArg {
+    /// Apply trained weights: a run directory (its newest checkpoint) or a
+    /// checkpoint folder (RUN/checkpoints/step-N). The base model defaults
+    /// to the run's model.path.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -69,9 +106,11 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
 
 #[derive(Args)]
 struct LogitsArgs {
-    /// The model folder.
-    #[arg(long)]
-    model: PathBuf,
+    /// The model folder (optional with --adapter).
+    #[arg(long, required_unless_present = "adapter")]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    adapter: AdapterArg,
     /// The cases file (JSON).
     #[arg(long)]
     cases: PathBuf,
@@ -84,9 +123,11 @@ struct LogitsArgs {
 
 #[derive(Args)]
 struct GenerateArgs {
-    /// The model folder.
-    #[arg(long)]
-    model: PathBuf,
+    /// The model folder (optional with --adapter).
+    #[arg(long, required_unless_present = "adapter")]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    adapter: AdapterArg,
     /// The prompt text.
     #[arg(long)]
     prompt: String,
@@ -123,6 +164,10 @@ fn main() -> Result<()> {
         Command::Model(ModelCommand::Inspect { dir, json }) => inspect(&dir, json),
         Command::Logits(args) => logits(args),
         Command::Generate(args) => run_generate(args),
+        Command::Train(args) => cli::train::train(args),
+        Command::Resume(args) => cli::train::resume(args),
+        Command::Runs(RunsCommand::List { dir, json }) => cli::train::runs_list(dir, json),
+        Command::Runs(RunsCommand::Latest { dir }) => cli::train::runs_latest(dir),
     }
 }
 
@@ -175,11 +220,34 @@ fn inspect(dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn load(dir: &Path, choice: BackendChoice) -> Result<(CausalLm, SelectedDevice)> {
+/// The model folder: --model, else the base model of the --adapter run.
+fn model_dir(model: &Option<PathBuf>, adapter: &AdapterArg) -> Result<PathBuf> {
+    match (model, &adapter.adapter) {
+        (Some(m), _) => Ok(m.clone()),
+        (None, Some(a)) => {
+            let (run, _) = tunesmith::train::prepare::resolve_adapter(a)?;
+            Ok(tunesmith::train::prepare::run_config(&run)?.model.path)
+        }
+        (None, None) => bail!("give --model DIR or --adapter RUN_DIR"),
+    }
+}
+
+fn load(
+    dir: &Path,
+    adapter: &AdapterArg,
+    choice: BackendChoice,
+) -> Result<(CausalLm, SelectedDevice)> {
     let selected = backend::select(choice)?;
     let start = Instant::now();
     eprintln!("loading {} on {}", dir.display(), selected.description);
-    let (model, _config) = CausalLm::load(dir, &selected.device)?;
+    let model = match &adapter.adapter {
+        Some(a) => {
+            let (model, _, _) = tunesmith::train::load_adapted(a, Some(dir), &selected.device)?;
+            eprintln!("applied trained weights from {}", a.display());
+            model
+        }
+        None => CausalLm::load(dir, &selected.device)?.0,
+    };
     eprintln!("loaded in {:.1}s", start.elapsed().as_secs_f32());
     Ok((model, selected))
 }
@@ -195,8 +263,9 @@ fn tokenizer_opt(dir: &Path) -> Result<Option<TextTokenizer>> {
 
 fn logits(args: LogitsArgs) -> Result<()> {
     let cases = CaseFile::read(&args.cases)?;
-    let tokenizer = tokenizer_opt(&args.model)?;
-    let (model, _) = load(&args.model, args.backend.backend)?;
+    let dir = model_dir(&args.model, &args.adapter)?;
+    let tokenizer = tokenizer_opt(&dir)?;
+    let (model, _) = load(&dir, &args.adapter, args.backend.backend)?;
     let start = Instant::now();
     let out = run_cases(&model, tokenizer.as_ref(), &cases)?;
     let tokens: usize = out.cases.iter().map(|c| c.token_ids.len()).sum();
@@ -221,7 +290,8 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         },
         _ => Sampling::Greedy,
     };
-    let tokenizer = TextTokenizer::from_dir(&args.model)?;
+    let dir = model_dir(&args.model, &args.adapter)?;
+    let tokenizer = TextTokenizer::from_dir(&dir)?;
     let prompt_ids = if args.chat {
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
@@ -235,7 +305,7 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
     if prompt_ids.is_empty() {
         bail!("the prompt produced no tokens");
     }
-    let (model, _) = load(&args.model, args.backend.backend)?;
+    let (model, _) = load(&dir, &args.adapter, args.backend.backend)?;
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         sampling,

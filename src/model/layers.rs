@@ -4,16 +4,37 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Tensor, module::linear};
 
-/// A dense layer with weight stored as [in, out].
+use crate::methods::Adapter;
+
+/// A dense layer with weight stored as [in, out], optionally carrying the
+/// trainable adapter of a fine-tuning method (LoRA...).
 #[derive(Module, Debug)]
 pub struct Linear {
     pub weight: Param<Tensor<2>>,
     pub bias: Option<Param<Tensor<1>>>,
+    pub adapter: Option<Adapter>,
 }
 
 impl Linear {
+    /// A plain layer without an adapter.
+    pub fn new(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>) -> Self {
+        Self {
+            weight,
+            bias,
+            adapter: None,
+        }
+    }
+
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        let base = linear(
+            x.clone(),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        );
+        match &self.adapter {
+            Some(adapter) => adapter.forward(x, base),
+            None => base,
+        }
     }
 
     /// (in, out) features.

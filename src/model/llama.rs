@@ -250,6 +250,29 @@ impl CausalLm {
         flat.matmul(head).reshape([b, t, self.vocab_size()])
     }
 
+    /// Every linear layer of the decoder with its HF name
+    /// (`model.layers.3.self_attn.q_proj`), in checkpoint order.
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::with_capacity(self.layers.len() * 7);
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let a = &mut layer.self_attn;
+            let m = &mut layer.mlp;
+            let named = [
+                ("self_attn.q_proj", &mut a.q_proj),
+                ("self_attn.k_proj", &mut a.k_proj),
+                ("self_attn.v_proj", &mut a.v_proj),
+                ("self_attn.o_proj", &mut a.o_proj),
+                ("mlp.gate_proj", &mut m.gate_proj),
+                ("mlp.up_proj", &mut m.up_proj),
+                ("mlp.down_proj", &mut m.down_proj),
+            ];
+            for (name, linear) in named {
+                out.push((format!("model.layers.{i}.{name}"), linear));
+            }
+        }
+        out
+    }
+
     /// Size of the output vocabulary.
     pub fn vocab_size(&self) -> usize {
         self.embed_tokens.dims()[0]
@@ -319,7 +342,7 @@ impl<'a> Loader<'a> {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear::new(weight, bias))
     }
 
     fn norm(&mut self, name: &str, dim: usize) -> Result<RmsNorm, ModelError> {

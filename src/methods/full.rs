@@ -1,0 +1,182 @@
+//! Full fine-tuning: the base weights themselves are trained, all of them
+//! or a chosen subset (some modules, some layers).
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::Tensor;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use super::{LINEAR_MODULES, Method, MethodError, linear_shape};
+use crate::model::{CausalLm, ModelConfig};
+
+/// Per-layer modules besides the linear layers that full fine-tuning can train.
+const NORM_MODULES: [&str; 4] = [
+    "input_layernorm",
+    "post_attention_layernorm",
+    "q_norm",
+    "k_norm",
+];
+/// Modules outside the decoder blocks.
+const GLOBAL_MODULES: [&str; 3] = ["embed_tokens", "norm", "lm_head"];
+
+/// The `[method]` keys of `kind = "full"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FullConfig {
+    /// Modules to train by HF name, or `"all"`: linear layers (q_proj ...
+    /// down_proj), norms (input_layernorm, post_attention_layernorm, q_norm,
+    /// k_norm, norm), embed_tokens and lm_head.
+    pub modules: Vec<String>,
+    /// Decoder layers whose modules are trained (0-based); empty = all.
+    pub layers: Vec<usize>,
+}
+
+impl Default for FullConfig {
+    fn default() -> Self {
+        Self {
+            modules: vec!["all".into()],
+            layers: Vec::new(),
+        }
+    }
+}
+
+impl FullConfig {
+    fn wants(&self, module: &str) -> bool {
+        self.modules.iter().any(|m| m == "all" || m == module)
+    }
+
+    fn wants_layer(&self, layer: usize) -> bool {
+        self.layers.is_empty() || self.layers.contains(&layer)
+    }
+
+    /// Whether the parameter at burn path `path` is trained.
+    fn trains(&self, path: &[String]) -> bool {
+        match path.first().map(String::as_str) {
+            Some("layers") => {
+                let layer = path.get(1).and_then(|s| s.parse::<usize>().ok());
+                let module = path.iter().find(|p| {
+                    LINEAR_MODULES.contains(&p.as_str()) || NORM_MODULES.contains(&p.as_str())
+                });
+                match (layer, module) {
+                    (Some(l), Some(m)) => self.wants_layer(l) && self.wants(m),
+                    _ => false,
+                }
+            }
+            Some(top) => self.wants(top),
+            None => false,
+        }
+    }
+}
+
+impl Method for FullConfig {
+    fn name(&self) -> &'static str {
+        "full"
+    }
+
+    fn validate(&self, model: &ModelConfig) -> Result<(), MethodError> {
+        if self.modules.is_empty() {
+            return Err(MethodError::NoTargets);
+        }
+        for m in &self.modules {
+            let known = m == "all"
+                || LINEAR_MODULES.contains(&m.as_str())
+                || NORM_MODULES.contains(&m.as_str())
+                || GLOBAL_MODULES.contains(&m.as_str());
+            let present = match m.as_str() {
+                "q_norm" | "k_norm" => model.qk_norm,
+                "lm_head" => !model.tie_word_embeddings,
+                _ => true,
+            };
+            if !known || !present {
+                return Err(MethodError::UnknownModule {
+                    name: m.clone(),
+                    model_type: model.model_type.to_string(),
+                    available: format!(
+                        "all, {}, {}, {}",
+                        LINEAR_MODULES.join(", "),
+                        NORM_MODULES.join(", "),
+                        GLOBAL_MODULES.join(", ")
+                    ),
+                });
+            }
+        }
+        if let Some(&layer) = self.layers.iter().find(|&&l| l >= model.num_layers) {
+            return Err(MethodError::NoSuchLayer {
+                layer,
+                num_layers: model.num_layers,
+            });
+        }
+        Ok(())
+    }
+
+    fn trainable_params(&self, model: &ModelConfig) -> u64 {
+        let layers = (0..model.num_layers)
+            .filter(|&l| self.wants_layer(l))
+            .count();
+        let mut per_layer = 0usize;
+        for m in LINEAR_MODULES {
+            if self.wants(m)
+                && let Some((i, o)) = linear_shape(model, m)
+            {
+                let bias = match m {
+                    "q_proj" | "k_proj" | "v_proj" => model.qkv_bias,
+                    "o_proj" => model.o_bias,
+                    _ => model.mlp_bias,
+                };
+                per_layer += i * o + if bias { o } else { 0 };
+            }
+        }
+        for m in ["input_layernorm", "post_attention_layernorm"] {
+            if self.wants(m) {
+                per_layer += model.hidden_size;
+            }
+        }
+        if model.qk_norm {
+            for m in ["q_norm", "k_norm"] {
+                if self.wants(m) {
+                    per_layer += model.head_dim;
+                }
+            }
+        }
+        let mut total = per_layer * layers;
+        if self.wants("embed_tokens") {
+            total += model.vocab_size * model.hidden_size;
+        }
+        if self.wants("norm") {
+            total += model.hidden_size;
+        }
+        if self.wants("lm_head") && !model.tie_word_embeddings {
+            total += model.vocab_size * model.hidden_size;
+        }
+        total as u64
+    }
+
+    fn prepare(&self, model: CausalLm, _rng: &mut StdRng) -> CausalLm {
+        let mut marker = Marker {
+            config: self,
+            path: Vec::new(),
+        };
+        model.map(&mut marker)
+    }
+}
+
+/// Sets `require_grad` on exactly the parameters the config trains.
+struct Marker<'a> {
+    config: &'a FullConfig,
+    path: Vec<String>,
+}
+
+impl ModuleMapper for Marker<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let trains = self.config.trains(&self.path);
+        param.set_require_grad(trains)
+    }
+}

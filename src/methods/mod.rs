@@ -1,0 +1,146 @@
+//! Fine-tuning methods. Each method is one file: its TOML section, its
+//! checks against the model's shapes, and how it turns a frozen base model
+//! into the model to train. Methods that add weights beside a linear layer
+//! (LoRA and its relatives) do so through [`Adapter`].
+
+pub mod full;
+pub mod lora;
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::model::{CausalLm, ModelConfig};
+
+pub use full::FullConfig;
+pub use lora::{LoraAdapter, LoraConfig};
+
+/// The linear layers of a decoder block, by their HF names.
+pub const LINEAR_MODULES: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+/// What a method needs from the training loop and the front ends.
+pub trait Method {
+    /// Short name (`lora`, `full`) used in logs and run names.
+    fn name(&self) -> &'static str;
+
+    /// Checks the method's settings against the model's shapes before any
+    /// weight is loaded.
+    fn validate(&self, model: &ModelConfig) -> Result<(), MethodError>;
+
+    /// Number of parameters the method trains on this model.
+    fn trainable_params(&self, model: &ModelConfig) -> u64;
+
+    /// Turns a freshly loaded model into the model to train: adds the
+    /// method's parameters (initialised from `rng`) and marks exactly the
+    /// trained parameters as requiring gradients; everything else is frozen
+    /// so it gets neither gradients nor optimizer state.
+    fn prepare(&self, model: CausalLm, rng: &mut StdRng) -> CausalLm;
+}
+
+/// The `[method]` section of a run configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MethodConfig {
+    /// Train the base weights themselves.
+    Full(FullConfig),
+    /// Low-rank adapters beside frozen linear layers.
+    Lora(LoraConfig),
+}
+
+impl Default for MethodConfig {
+    fn default() -> Self {
+        MethodConfig::Lora(LoraConfig::default())
+    }
+}
+
+impl MethodConfig {
+    /// The method behind this configuration.
+    pub fn method(&self) -> &dyn Method {
+        match self {
+            MethodConfig::Full(c) => c,
+            MethodConfig::Lora(c) => c,
+        }
+    }
+}
+
+/// Trainable weights attached to a linear layer. One variant per method
+/// that needs them.
+#[derive(Module, Debug)]
+pub enum Adapter {
+    Lora(LoraAdapter),
+}
+
+impl Adapter {
+    /// The layer's output given its input `x` and the frozen base output.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>, base: Tensor<D>) -> Tensor<D> {
+        match self {
+            Adapter::Lora(a) => a.forward(x, base),
+        }
+    }
+}
+
+/// A method setting that does not fit the model or makes no sense.
+#[derive(Debug, Error, PartialEq)]
+pub enum MethodError {
+    #[error(
+        "method.target_modules names `{name}`, which this {model_type} model does not have; \
+         use some of: {available}"
+    )]
+    UnknownModule {
+        name: String,
+        model_type: String,
+        available: String,
+    },
+    #[error(
+        "method.target_modules is empty: name at least one module, e.g. [\"q_proj\", \"v_proj\"]"
+    )]
+    NoTargets,
+    #[error(
+        "method.rank = {rank} is larger than `{module}` allows ({inp} -> {out}); \
+         use a rank of at most {max}"
+    )]
+    RankTooLarge {
+        rank: usize,
+        module: String,
+        inp: usize,
+        out: usize,
+        max: usize,
+    },
+    #[error("method.{key} = {value} is invalid: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("method.layers lists layer {layer}, but the model has layers 0..{num_layers}")]
+    NoSuchLayer { layer: usize, num_layers: usize },
+}
+
+/// (in, out) features of the linear module `name` (`q_proj`...) in this model.
+pub fn linear_shape(model: &ModelConfig, name: &str) -> Option<(usize, usize)> {
+    let (h, hd, i) = (model.hidden_size, model.head_dim, model.intermediate_size);
+    Some(match name {
+        "q_proj" => (h, model.num_heads * hd),
+        "k_proj" | "v_proj" => (h, model.num_kv_heads * hd),
+        "o_proj" => (model.num_heads * hd, h),
+        "gate_proj" | "up_proj" => (h, i),
+        "down_proj" => (i, h),
+        _ => return None,
+    })
+}
+
+/// Whether the linear layer called `full_name` (`model.layers.3.mlp.up_proj`)
+/// is one of `modules` (leaf names).
+pub(crate) fn leaf_name(full_name: &str) -> &str {
+    full_name.rsplit('.').next().unwrap_or(full_name)
+}

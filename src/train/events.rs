@@ -1,0 +1,83 @@
+//! What a training thread reports. Each event is one JSON object with an
+//! `event` field naming it (docs/events.md), both on the channel's consumers'
+//! side (`tunesmith train --json`) and in the run's metrics.jsonl.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One event of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum TrainEvent {
+    /// The thread loaded everything and is about to take its first step.
+    Started {
+        run_dir: PathBuf,
+        /// Optimizer step the run continues from (0 for a new run).
+        start_step: usize,
+        total_steps: usize,
+        train_rows: usize,
+        val_rows: usize,
+        /// Rows cut to data.max_length.
+        truncated_rows: usize,
+        /// Rows skipped as bad (see the dataset report).
+        bad_rows: usize,
+        trainable_params: u64,
+        total_params: u64,
+        method: String,
+        backend: String,
+    },
+    /// One optimizer step finished.
+    Step {
+        step: usize,
+        total_steps: usize,
+        epoch: f64,
+        loss: f64,
+        /// Global L2 norm of the trainable parameters' gradients, before clipping.
+        grad_norm: f64,
+        lr: f64,
+        tokens_per_sec: f64,
+        /// Real tokens processed so far.
+        tokens: u64,
+        elapsed_s: f64,
+    },
+    /// Validation loss after `step`.
+    Eval {
+        step: usize,
+        val_loss: f64,
+        /// True when this is the lowest validation loss so far.
+        best: bool,
+    },
+    /// A checkpoint was written.
+    Checkpoint {
+        step: usize,
+        path: PathBuf,
+        /// `interval`, `best`, `requested`, `stopped` or `final`.
+        reason: String,
+    },
+    /// Training is paused between steps.
+    Paused { step: usize },
+    /// Training continues after a pause.
+    Resumed { step: usize },
+    /// The run ended normally (`completed`) or on request (`stopped`).
+    Finished {
+        step: usize,
+        reason: String,
+        final_val_loss: Option<f64>,
+        best_val_loss: Option<f64>,
+        best_step: Option<usize>,
+        elapsed_s: f64,
+    },
+    /// The run failed; what was checkpointed so far is kept.
+    Failed { step: usize, message: String },
+}
+
+impl TrainEvent {
+    /// True for the events that end a run.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            TrainEvent::Finished { .. } | TrainEvent::Failed { .. }
+        )
+    }
+}

@@ -1,0 +1,160 @@
+//! Everything `Session::start` checks before a thread exists: the config,
+//! the model folder, the tokenizer, the datasets, the method against the
+//! model's shapes, and the device.
+
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::TrainError;
+use super::checkpoint;
+use super::params::write_params;
+use crate::backend::{self, SelectedDevice};
+use crate::config::RunConfig;
+use crate::data::{self, Example, LoadOptions, RowError};
+use crate::model::{CausalLm, ModelConfig, ModelSummary};
+use crate::tokenizer::TextTokenizer;
+
+/// A validated run, ready for its thread.
+pub struct Prepared {
+    pub config: RunConfig,
+    pub model_config: ModelConfig,
+    pub tokenizer: TextTokenizer,
+    pub train: Vec<Example>,
+    pub val: Vec<Example>,
+    pub truncated: usize,
+    pub bad_rows: Vec<RowError>,
+    pub device: SelectedDevice,
+    pub total_steps: usize,
+    pub trainable_params: u64,
+    pub total_params: u64,
+}
+
+impl Prepared {
+    /// Validates `config` completely; nothing heavy is loaded but the data.
+    pub fn new(config: RunConfig) -> Result<Self, TrainError> {
+        config.validate()?;
+        let model_dir = &config.model.path;
+        let model_config = ModelConfig::from_dir(model_dir)?;
+        // Opens every weight header: a broken or missing file fails here.
+        let summary = ModelSummary::from_dir(model_dir)?;
+        let method = config.method.method();
+        method.validate(&model_config)?;
+        let tokenizer = TextTokenizer::from_dir(model_dir)?;
+        let d = &config.data;
+        let options = LoadOptions {
+            format: d.format,
+            max_length: d.max_length,
+            train_on: d.train_on,
+            max_bad_fraction: d.max_bad_fraction,
+        };
+        let train_set = data::load_dataset(&d.train, &tokenizer, options)?;
+        let mut truncated = train_set.truncated;
+        let mut bad_rows = train_set.errors;
+        let (train, val) = match &d.val {
+            Some(val_path) => {
+                let val_set = data::load_dataset(val_path, &tokenizer, options)?;
+                truncated += val_set.truncated;
+                bad_rows.extend(val_set.errors);
+                (train_set.examples, val_set.examples)
+            }
+            None => data::split(train_set.examples, d.val_fraction, d.seed)?,
+        };
+        let device = backend::select(config.model.backend.into())?;
+        let t = &config.train;
+        let micro_per_epoch = train.len().div_ceil(t.micro_batch);
+        let steps_per_epoch = micro_per_epoch.div_ceil(t.grad_accum).max(1);
+        let total_steps = if t.max_steps > 0 {
+            t.max_steps
+        } else {
+            t.epochs * steps_per_epoch
+        };
+        let trainable_params = method.trainable_params(&model_config);
+        let added = if matches!(config.method, crate::methods::MethodConfig::Full(_)) {
+            0
+        } else {
+            trainable_params
+        };
+        Ok(Self {
+            total_params: summary.parameters + added,
+            config,
+            model_config,
+            tokenizer,
+            train,
+            val,
+            truncated,
+            bad_rows,
+            device,
+            total_steps,
+            trainable_params,
+        })
+    }
+}
+
+/// Resolves an adapter argument: a run directory (its newest checkpoint)
+/// or one checkpoint folder. Returns (run dir, checkpoint dir).
+pub fn resolve_adapter(path: &Path) -> Result<(PathBuf, PathBuf), TrainError> {
+    if path.join(checkpoint::STATE).is_file() {
+        let run = path
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| TrainError::NotARun {
+                path: path.to_path_buf(),
+            })?;
+        return Ok((run.to_path_buf(), path.to_path_buf()));
+    }
+    if !path.join("config.toml").is_file() {
+        return Err(TrainError::NotARun {
+            path: path.to_path_buf(),
+        });
+    }
+    let latest = checkpoint::list(&path.join("checkpoints"))
+        .pop()
+        .ok_or_else(|| TrainError::NoCheckpoint {
+            path: path.to_path_buf(),
+        })?;
+    Ok((path.to_path_buf(), latest.1))
+}
+
+/// Reads the config.toml of a run directory.
+pub fn run_config(run_dir: &Path) -> Result<RunConfig, TrainError> {
+    let path = run_dir.join("config.toml");
+    if !path.is_file() {
+        return Err(TrainError::NotARun {
+            path: run_dir.to_path_buf(),
+        });
+    }
+    Ok(RunConfig::load(&path, &[])?)
+}
+
+/// Loads the base model of a run (or `model_dir` when given) with the run's
+/// trained weights from `adapter` (run dir or checkpoint) applied, for
+/// generation and evaluation on `device`.
+pub fn load_adapted(
+    adapter: &Path,
+    model_dir: Option<&Path>,
+    device: &burn::tensor::Device,
+) -> Result<(CausalLm, ModelConfig, PathBuf), TrainError> {
+    let (run_dir, ckpt) = resolve_adapter(adapter)?;
+    let config = run_config(&run_dir)?;
+    let dir = model_dir
+        .map(Path::to_path_buf)
+        .unwrap_or(config.model.path.clone());
+    let (model, model_config) = CausalLm::load(&dir, device)?;
+    config.method.method().validate(&model_config)?;
+    let mut rng = StdRng::seed_from_u64(config.train.seed);
+    let model = config.method.method().prepare(model, &mut rng);
+    let weights = checkpoint::read_safetensors(&ckpt.join(checkpoint::WEIGHTS))?;
+    let (model, missing) = write_params(model, &weights);
+    if let Some(name) = missing.first() {
+        return Err(TrainError::Checkpoint {
+            path: ckpt,
+            reason: format!(
+                "tensor {name} does not fit model {} (different model or method?)",
+                dir.display()
+            ),
+        });
+    }
+    Ok((model, model_config, dir))
+}

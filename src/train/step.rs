@@ -1,0 +1,90 @@
+//! One optimizer step: forward and backward over the accumulated
+//! micro-batches, global gradient norm, clipping, AdamW.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::Tensor;
+
+use super::loss::{Batch, nll_sum};
+use super::optim::AdamW;
+use super::params;
+use crate::model::CausalLm;
+
+/// What one optimizer step measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Mean loss over the step's trained tokens.
+    pub loss: f64,
+    /// Global L2 norm of the gradients before clipping.
+    pub grad_norm: f64,
+    /// Real tokens processed.
+    pub tokens: usize,
+}
+
+/// Runs one optimizer step over `batches` (the micro-batches of the step).
+/// `seed_micro(i)` seeds the backend's random stream before micro-batch i
+/// (dropout), so a step's randomness does not depend on history.
+pub fn optimizer_step(
+    model: CausalLm,
+    optim: &mut AdamW,
+    batches: &[Batch],
+    lr: f64,
+    max_grad_norm: f64,
+    seed_micro: impl Fn(usize) -> Option<u64>,
+) -> (CausalLm, StepStats) {
+    // Normalise by the tokens of the whole step (as transformers does since
+    // 4.46), so accumulation equals one big batch.
+    let denom = batches
+        .iter()
+        .map(|b| b.trained_tokens)
+        .sum::<usize>()
+        .max(1) as f64;
+    let mut grads: BTreeMap<String, Tensor<1>> = BTreeMap::new();
+    let mut loss = 0f64;
+    let mut tokens = 0usize;
+    for (i, batch) in batches.iter().enumerate() {
+        if let Some(seed) = seed_micro(i) {
+            batch.ids.device().seed(seed);
+        }
+        let logits = model.forward(batch.ids.clone(), None);
+        let l = nll_sum(logits, batch) / denom;
+        let g = l.backward();
+        params::accumulate_grads(&model, &g, &mut grads);
+        loss += l.into_scalar::<f32>() as f64;
+        tokens += batch.tokens;
+    }
+    let grad_norm = global_norm(&grads);
+    // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6),
+    // capped at 1.
+    let scale = if max_grad_norm > 0.0 {
+        (max_grad_norm / (grad_norm + 1e-6)).min(1.0)
+    } else {
+        1.0
+    };
+    let model = params::update_params(model, &mut grads, |name, p, g| {
+        let g = if scale < 1.0 { g * scale } else { g };
+        optim.update(name, p, g, lr)
+    });
+    optim.finish_step();
+    (
+        model,
+        StepStats {
+            loss,
+            grad_norm,
+            tokens,
+        },
+    )
+}
+
+/// Global L2 norm of all gradients, read back once.
+pub fn global_norm(grads: &BTreeMap<String, Tensor<1>>) -> f64 {
+    let mut total: Option<Tensor<1>> = None;
+    for g in grads.values() {
+        let sq = g.clone().powi_scalar(2).sum();
+        total = Some(match total {
+            Some(t) => t + sq,
+            None => sq,
+        });
+    }
+    total.map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt())
+}

@@ -1,0 +1,382 @@
+//! LoRA against torch+PEFT, finite differences, and frozen base weights.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use safetensors::SafeTensors;
+use serde_json::Value;
+
+use tunesmith::CausalLm;
+use tunesmith::config::TrainSection;
+use tunesmith::data::IGNORE;
+use tunesmith::methods::{LoraConfig, Method};
+use tunesmith::train::loss::{Batch, nll_sum};
+use tunesmith::train::optim::AdamW;
+use tunesmith::train::params::{self, HostTensor};
+use tunesmith::train::step::optimizer_step;
+
+fn fixture_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora")
+}
+
+fn lora_model(rslora: bool, rank: usize, alpha: f64) -> CausalLm {
+    lora_model_on(&Device::flex(), rslora, rank, alpha)
+}
+
+fn lora_model_on(device: &Device, rslora: bool, rank: usize, alpha: f64) -> CausalLm {
+    let device = device.clone().autodiff();
+    let (model, _) = CausalLm::load(&common::models_dir().join("llama"), &device).unwrap();
+    let cfg = LoraConfig {
+        rank,
+        alpha,
+        dropout: 0.0,
+        use_rslora: rslora,
+        ..LoraConfig::default()
+    };
+    cfg.prepare(model, &mut StdRng::seed_from_u64(0))
+}
+
+/// PEFT key (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`)
+/// -> our trainable parameter name, and whether it is A.
+fn our_name(trainable: &[(String, Vec<usize>)], peft: &str) -> (String, bool) {
+    let rest = peft.strip_prefix("base_model.model.model.").unwrap();
+    let (module, which) = rest.rsplit_once(".lora_").unwrap();
+    let is_a = which.starts_with('A');
+    let suffix = if is_a { ".a" } else { ".b" };
+    let name = trainable
+        .iter()
+        .map(|(n, _)| n)
+        .find(|n| n.starts_with(&format!("{module}.")) && n.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no parameter for {peft}"))
+        .clone();
+    (name, is_a)
+}
+
+fn f32s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let v = st.tensor(name).unwrap();
+    let data = v
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (v.shape().to_vec(), data)
+}
+
+fn i64s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<i64>) {
+    let v = st.tensor(name).unwrap();
+    let data = v
+        .data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (v.shape().to_vec(), data)
+}
+
+/// PEFT stores A as [r, in] and B as [out, r]; we store the transposes.
+fn transpose(shape: &[usize], data: &[f32]) -> HostTensor {
+    let (r, c) = (shape[0], shape[1]);
+    let mut t = vec![0f32; data.len()];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = data[i * c + j];
+        }
+    }
+    HostTensor {
+        shape: vec![c, r],
+        data: t,
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn batch_from(st: &SafeTensors, device: &Device) -> Batch {
+    let (shape, ids) = i64s(st, "input_ids");
+    let (_, labels) = i64s(st, "labels");
+    let t = shape[1];
+    let rows: Vec<(Vec<u32>, Vec<i64>)> = (0..shape[0])
+        .map(|r| {
+            (
+                ids[r * t..(r + 1) * t].iter().map(|&v| v as u32).collect(),
+                labels[r * t..(r + 1) * t].to_vec(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&[u32], &[i64])> = rows
+        .iter()
+        .map(|(a, b)| (a.as_slice(), b.as_slice()))
+        .collect();
+    Batch::new(&refs, 0, device)
+}
+
+fn check_peft_case(case: &str) {
+    check_peft_case_on(case, &Device::flex());
+}
+
+fn check_peft_case_on(case: &str, device: &Device) {
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join(format!("{case}.json"))).unwrap(),
+    )
+    .unwrap();
+    let bytes = std::fs::read(fixture_dir().join(format!("{case}.safetensors"))).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let rslora = meta["use_rslora"].as_bool().unwrap();
+    let model = lora_model_on(
+        device,
+        rslora,
+        meta["r"].as_u64().unwrap() as usize,
+        meta["lora_alpha"].as_f64().unwrap(),
+    );
+    let trainable = params::trainable(&model);
+    assert_eq!(trainable.len(), 28, "7 modules x 2 layers x (A, B)");
+
+    let mut init = BTreeMap::new();
+    let mut after = BTreeMap::new();
+    let mut grads = BTreeMap::new();
+    for key in st.names() {
+        for (prefix, map) in [
+            ("init.", &mut init),
+            ("after.", &mut after),
+            ("grad.", &mut grads),
+        ] {
+            if let Some(peft) = key.strip_prefix(prefix) {
+                let (name, _) = our_name(&trainable, peft);
+                let (shape, data) = f32s(&st, key);
+                map.insert(name, transpose(&shape, &data));
+            }
+        }
+    }
+    let (model, missing) = params::write_params(model, &init);
+    assert!(missing.is_empty(), "{missing:?}");
+    let device = model.embed_tokens.val().device();
+    let batch = batch_from(&st, &device);
+
+    // Gradients, before any clipping.
+    let logits = model.forward(batch.ids.clone(), None);
+    let loss = nll_sum(logits, &batch) / batch.trained_tokens as f64;
+    let g = loss.backward();
+    let mut ours = BTreeMap::new();
+    params::accumulate_grads(&model, &g, &mut ours);
+    for (name, expected) in &grads {
+        let got = HostTensor::from_tensor(ours[name].clone()).data;
+        let d = max_abs_diff(&got, &expected.data);
+        assert!(d < 1e-5, "{case}: gradient of {name} differs by {d}");
+    }
+
+    let train = TrainSection {
+        learning_rate: meta["lr"].as_f64().unwrap(),
+        beta1: meta["betas"][0].as_f64().unwrap(),
+        beta2: meta["betas"][1].as_f64().unwrap(),
+        eps: meta["eps"].as_f64().unwrap(),
+        weight_decay: meta["weight_decay"].as_f64().unwrap(),
+        ..TrainSection::default()
+    };
+    let mut optim = AdamW::new(&train);
+    let (model, stats) = optimizer_step(
+        model,
+        &mut optim,
+        std::slice::from_ref(&batch),
+        train.learning_rate,
+        meta["max_grad_norm"].as_f64().unwrap(),
+        |_| None,
+    );
+    let want_loss = meta["loss"].as_f64().unwrap();
+    let want_norm = meta["grad_norm"].as_f64().unwrap();
+    assert!(
+        (stats.loss - want_loss).abs() < 1e-5 * want_loss,
+        "{case}: loss {} vs PEFT {want_loss}",
+        stats.loss
+    );
+    assert!(
+        (stats.grad_norm - want_norm).abs() < 1e-5 * want_norm,
+        "{case}: grad norm {} vs PEFT {want_norm}",
+        stats.grad_norm
+    );
+    let now = params::read_trainable(&model);
+    for (name, expected) in &after {
+        let d = max_abs_diff(&now[name].data, &expected.data);
+        assert!(
+            d < 1e-5,
+            "{case}: {name} after one AdamW step differs by {d}"
+        );
+    }
+}
+
+#[test]
+fn one_step_matches_peft() {
+    check_peft_case("lora");
+}
+
+#[test]
+fn one_step_matches_peft_with_rslora() {
+    check_peft_case("rslora");
+}
+
+/// The same training step on the GPU backend (Mesa's lavapipe in CI).
+#[test]
+fn one_step_matches_peft_on_wgpu() {
+    if let Some(device) = common::wgpu_device() {
+        check_peft_case_on("rslora", &device);
+    }
+}
+
+/// Labels as the fixture batch has them: some prompt positions ignored.
+fn small_batch(device: &Device) -> Batch {
+    let mut rng = StdRng::seed_from_u64(3);
+    let rows: Vec<(Vec<u32>, Vec<i64>)> = (0..2)
+        .map(|r| {
+            let ids: Vec<u32> = (0..10).map(|_| rng.random_range(0..300u32)).collect();
+            let labels = ids
+                .iter()
+                .enumerate()
+                .map(|(i, &id)| if i < 3 + r { IGNORE } else { id as i64 })
+                .collect();
+            (ids, labels)
+        })
+        .collect();
+    let refs: Vec<(&[u32], &[i64])> = rows
+        .iter()
+        .map(|(a, b)| (a.as_slice(), b.as_slice()))
+        .collect();
+    Batch::new(&refs, 0, device)
+}
+
+#[test]
+fn lora_gradients_agree_with_finite_differences() {
+    let model = lora_model(false, 4, 8.0);
+    // B starts at zero, which would leave A's gradient zero: give B values.
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut values = params::read_trainable(&model);
+    for (name, t) in values.iter_mut() {
+        if name.ends_with(".b") {
+            for v in &mut t.data {
+                *v = (rng.random::<f32>() - 0.5) * 0.2;
+            }
+        }
+    }
+    let (model, _) = params::write_params(model, &values);
+    let device = model.embed_tokens.val().device();
+    let batch = small_batch(&device);
+    let loss_of = |m: &CausalLm| -> f64 {
+        let m = m.valid();
+        let logits = m.forward(batch.ids.clone().inner(), None);
+        let plain = Batch {
+            ids: batch.ids.clone().inner(),
+            targets: batch.targets.clone().inner(),
+            weights: batch.weights.clone().inner(),
+            trained_tokens: batch.trained_tokens,
+            tokens: batch.tokens,
+        };
+        nll_sum(logits, &plain).into_scalar::<f32>() as f64 / batch.trained_tokens as f64
+    };
+    let logits = model.forward(batch.ids.clone(), None);
+    let loss = nll_sum(logits, &batch) / batch.trained_tokens as f64;
+    let g = loss.backward();
+    let mut grads = BTreeMap::new();
+    params::accumulate_grads(&model, &g, &mut grads);
+
+    let eps = 1e-2f32;
+    let mut checked = 0;
+    let mut model = model;
+    for name in [
+        "layers.0.self_attn.q_proj",
+        "layers.1.mlp.down_proj",
+        "layers.0.self_attn.v_proj",
+    ] {
+        for suffix in [".a", ".b"] {
+            let full = values
+                .keys()
+                .find(|k| k.starts_with(&format!("{name}.")) && k.ends_with(suffix))
+                .unwrap()
+                .clone();
+            let analytic = HostTensor::from_tensor(grads[&full].clone()).data;
+            // The three largest entries: well above f32 noise.
+            let mut idx: Vec<usize> = (0..analytic.len()).collect();
+            idx.sort_by(|&a, &b| analytic[b].abs().total_cmp(&analytic[a].abs()));
+            for &i in &idx[..3] {
+                let mut plus = values.clone();
+                plus.get_mut(&full).unwrap().data[i] += eps;
+                let mut minus = values.clone();
+                minus.get_mut(&full).unwrap().data[i] -= eps;
+                let (m, _) = params::write_params(model, &plus);
+                let lp = loss_of(&m);
+                let (m, _) = params::write_params(m, &minus);
+                let lm = loss_of(&m);
+                let (m, _) = params::write_params(m, &values);
+                model = m;
+                let numeric = (lp - lm) / (2.0 * eps as f64);
+                let a = analytic[i] as f64;
+                let rel = (numeric - a).abs() / a.abs().max(1e-4);
+                assert!(
+                    rel < 2e-2,
+                    "{full}[{i}]: analytic {a}, finite difference {numeric}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 18);
+}
+
+#[test]
+fn frozen_weights_stay_bit_identical_and_get_no_optimizer_state() {
+    let model = lora_model(false, 4, 8.0);
+    let before = params::read_all(&model);
+    let trainable: Vec<String> = params::trainable(&model)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let device = model.embed_tokens.val().device();
+    let batch = small_batch(&device);
+    let mut optim = AdamW::new(&TrainSection {
+        weight_decay: 0.1,
+        ..TrainSection::default()
+    });
+    let mut model = model;
+    for _ in 0..3 {
+        let (m, _) = optimizer_step(
+            model,
+            &mut optim,
+            std::slice::from_ref(&batch),
+            1e-2,
+            1.0,
+            |_| None,
+        );
+        model = m;
+    }
+    let after = params::read_all(&model);
+    let mut frozen = 0;
+    for (name, t) in &before {
+        if trainable.contains(name) {
+            assert_ne!(t, &after[name], "{name} is trainable but did not change");
+        } else {
+            let same = t
+                .data
+                .iter()
+                .zip(&after[name].data)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "frozen {name} changed");
+            frozen += 1;
+        }
+    }
+    assert!(frozen > 10);
+    // Moments for exactly the trainable parameters.
+    let state = optim.state();
+    assert_eq!(state.len(), 2 * trainable.len());
+    assert!(
+        trainable
+            .iter()
+            .all(|n| state.contains_key(&format!("m.{n}")))
+    );
+}

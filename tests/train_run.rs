@@ -1,0 +1,330 @@
+//! Whole runs: the quickstart learns, control requests are obeyed, a run
+//! killed with SIGKILL resumes exactly, bad configs fail up front.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use tunesmith::RunConfig;
+use tunesmith::train::{Session, TrainEvent};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn quickstart(runs: &Path, extra: &[&str]) -> RunConfig {
+    let mut overrides = vec![
+        format!("output.runs_dir={}", runs.display()),
+        "model.backend=cpu".to_string(),
+    ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    RunConfig::load(&root().join("presets/quickstart.toml"), &overrides).unwrap()
+}
+
+fn start_err(config: RunConfig) -> String {
+    match Session::start(config) {
+        Ok(_) => panic!("the run started"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_configs_are_rejected_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+
+    let e = RunConfig::from_toml_str(
+        "[method]\nkind = \"lora\"\nrnak = 8\n",
+        "test.toml",
+        tmp.path(),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("rnak"), "{e}");
+    let e = RunConfig::from_toml_str("[trian]\n", "test.toml", tmp.path(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("trian"), "{e}");
+    let e = RunConfig::load(
+        &root().join("presets/quickstart.toml"),
+        &["train.learnin_rate=1".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("learnin_rate"), "{e}");
+
+    let e = start_err(quickstart(&runs, &["method.rank=1000"]));
+    assert!(
+        e.contains("method.rank = 1000") && e.contains("at most"),
+        "{e}"
+    );
+    let e = start_err(quickstart(&runs, &["method.target_modules=[\"c_attn\"]"]));
+    assert!(e.contains("c_attn") && e.contains("q_proj"), "{e}");
+    let e = start_err(quickstart(&runs, &["train.learning_rate=0"]));
+    assert!(e.contains("train.learning_rate"), "{e}");
+    let e = start_err(quickstart(&runs, &["train.learning_rate=-1e-4"]));
+    assert!(e.contains("train.learning_rate"), "{e}");
+    let e = start_err(quickstart(&runs, &["model.path=/nonexistent/model"]));
+    assert!(e.contains("/nonexistent/model"), "{e}");
+    let e = start_err(quickstart(&runs, &["data.train=/nonexistent/data.jsonl"]));
+    assert!(e.contains("/nonexistent/data.jsonl"), "{e}");
+    // Nothing was created for any of them.
+    assert!(!runs.exists() || std::fs::read_dir(&runs).unwrap().next().is_none());
+}
+
+#[test]
+fn pause_checkpoint_and_stop_are_obeyed_between_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = quickstart(
+        tmp.path(),
+        &[
+            "train.max_steps=40",
+            "train.eval_every=0",
+            "train.checkpoint_every=0",
+        ],
+    );
+    let handle = Session::start(config).unwrap();
+    let mut seen = Vec::new();
+    for event in handle.events().iter() {
+        match &event {
+            TrainEvent::Step { step: 2, .. } => handle.pause(),
+            TrainEvent::Paused { .. } => {
+                handle.checkpoint_now();
+                handle.resume();
+            }
+            TrainEvent::Resumed { .. } => handle.stop(),
+            _ => {}
+        }
+        let end = event.is_terminal();
+        seen.push(event);
+        if end {
+            break;
+        }
+    }
+    let run_dir = handle.run_dir().to_path_buf();
+    handle.join();
+    let names: Vec<String> = seen
+        .iter()
+        .map(|e| {
+            serde_json::to_value(e).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let paused_at = names.iter().position(|n| n == "paused").unwrap();
+    assert_eq!(names[paused_at - 1], "step");
+    // No step runs while paused.
+    assert_eq!(names[paused_at + 1], "resumed");
+    let Some(TrainEvent::Finished { reason, step, .. }) = seen.last() else {
+        panic!("no finished event: {names:?}");
+    };
+    assert_eq!(reason, "stopped");
+    assert!(*step < 40);
+    let reasons: Vec<&str> = seen
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Checkpoint { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        reasons.contains(&"requested") && reasons.contains(&"stopped"),
+        "{reasons:?}"
+    );
+    // metrics.jsonl holds the same events, line by line.
+    let logged = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    let sent: Vec<String> = seen
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    assert_eq!(logged.lines().collect::<Vec<_>>(), sent);
+    assert_eq!(
+        tunesmith::train::runs::read_events(&run_dir).len(),
+        seen.len()
+    );
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tunesmith"))
+}
+
+/// Runs `tunesmith ARGS --json`, returning its events; with `kill_after`,
+/// SIGKILLs it right after that step's event.
+fn run_json(args: &[String], kill_after: Option<usize>) -> Vec<serde_json::Value> {
+    let mut child = bin()
+        .args(args)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut events = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let step = (v["event"] == "step").then(|| v["step"].as_u64().unwrap() as usize);
+        events.push(v);
+        if step.is_some() && step == kill_after {
+            child.kill().unwrap(); // SIGKILL: no chance to clean up
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    if kill_after.is_none() {
+        assert!(status.success(), "tunesmith {args:?} failed");
+    }
+    events
+}
+
+fn step_losses(events: &[serde_json::Value]) -> Vec<(usize, f64)> {
+    events
+        .iter()
+        .filter(|v| v["event"] == "step")
+        .map(|v| {
+            (
+                v["step"].as_u64().unwrap() as usize,
+                v["loss"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn run_dir_of(events: &[serde_json::Value]) -> PathBuf {
+    PathBuf::from(events[0]["run_dir"].as_str().unwrap())
+}
+
+fn final_adapter(run_dir: &Path) -> Vec<u8> {
+    let (_, last) = tunesmith::train::checkpoint::list(&run_dir.join("checkpoints"))
+        .pop()
+        .unwrap();
+    std::fs::read(last.join("trainable.safetensors")).unwrap()
+}
+
+#[test]
+fn a_run_killed_mid_training_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = |runs: &str| -> Vec<String> {
+        [
+            "train",
+            root().join("presets/quickstart.toml").to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--set",
+            &format!("output.runs_dir={}", tmp.path().join(runs).display()),
+            "--set",
+            "train.max_steps=10",
+            "--set",
+            "train.checkpoint_every=3",
+            "--set",
+            "train.eval_every=0",
+            // Exercise the random streams too.
+            "--set",
+            "method.dropout=0.1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let reference = run_json(&args("straight"), None);
+    let want = step_losses(&reference);
+    assert_eq!(want.len(), 10);
+
+    let killed = run_json(&args("killed"), Some(5));
+    let run_dir = run_dir_of(&killed);
+    assert_eq!(step_losses(&killed).len(), 5);
+    let resumed = run_json(&["resume".to_string(), run_dir.display().to_string()], None);
+    assert_eq!(resumed[0]["event"], "started");
+    assert_eq!(
+        resumed[0]["start_step"], 3,
+        "continues from the step-3 checkpoint"
+    );
+    let got = step_losses(&resumed);
+    assert_eq!(got.first().map(|s| s.0), Some(4));
+    assert_eq!(got.last().map(|s| s.0), Some(10));
+    for (step, loss) in got {
+        let expected = want[step - 1].1;
+        let rel = (loss - expected).abs() / expected.abs();
+        assert!(
+            rel <= 1e-6,
+            "step {step}: resumed {loss} vs uninterrupted {expected}"
+        );
+    }
+    assert_eq!(
+        final_adapter(&run_dir),
+        final_adapter(&run_dir_of(&reference)),
+        "final adapters differ"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_with_a_checkpoint_and_the_adapter_generates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .args([
+            "train",
+            root().join("presets/quickstart.toml").to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--json",
+            "--set",
+            &format!("output.runs_dir={}", tmp.path().display()),
+            "--set",
+            "train.max_steps=200",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut events = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "step" && v["step"] == 2 {
+            let ok = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        events.push(v);
+    }
+    assert!(child.wait().unwrap().success(), "Ctrl-C is a clean stop");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "finished");
+    assert_eq!(last["reason"], "stopped");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "checkpoint" && e["reason"] == "stopped")
+    );
+    let run_dir = run_dir_of(&events);
+    let out = bin()
+        .args(["generate", "--backend", "cpu", "--adapter"])
+        .arg(&run_dir)
+        .args([
+            "--chat",
+            "--prompt",
+            "What is 2 plus 2?",
+            "--max-new-tokens",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("applied trained weights"));
+    // `runs list` shows the run as stopped.
+    let out = bin()
+        .args(["runs", "list", "--json", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let listed: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(listed["status"], "stopped");
+}
