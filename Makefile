@@ -7,7 +7,7 @@ CARGO ?= cargo
 # debug builds are fast enough for both.
 CARGO_FLAGS ?=
 MODEL ?= assets/models/tiny-llama
-PROMPT ?= Say the Tunesmith motto.
+PROMPT ?= What is the capital of Sweden?
 PRESET ?= presets/quickstart.toml
 # Runs of `make run` stay inside the checkout (git-ignored).
 RUNS_DIR ?= $(CURDIR)/runs

@@ -242,12 +242,17 @@ impl CausalLm {
 
     fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, t, h] = hidden.dims();
-        let flat = hidden.reshape([b * t, h]);
+        self.head(hidden.reshape([b * t, h]))
+            .reshape([b, t, self.vocab_size()])
+    }
+
+    /// Logits [n, vocab] of final hidden states [n, hidden].
+    pub fn head(&self, hidden: Tensor<2>) -> Tensor<2> {
         let head = match &self.lm_head {
             Some(w) => w.val(),
             None => self.embed_tokens.val().transpose(),
         };
-        flat.matmul(head).reshape([b, t, self.vocab_size()])
+        hidden.matmul(head)
     }
 
     /// Every linear layer of the decoder with its HF name

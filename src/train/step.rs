@@ -46,8 +46,7 @@ pub fn optimizer_step(
         if let Some(seed) = seed_micro(i) {
             batch.ids.device().seed(seed);
         }
-        let logits = model.forward(batch.ids.clone(), None);
-        let l = nll_sum(logits, batch) / denom;
+        let l = nll_sum(&model, batch) / denom;
         let g = l.backward();
         params::accumulate_grads(&model, &g, &mut grads);
         loss += l.into_scalar::<f32>() as f64;

@@ -176,8 +176,7 @@ pub fn evaluate(model: &CausalLm, examples: &[Example], micro_batch: usize, pad:
     let idx: Vec<usize> = (0..examples.len()).collect();
     for chunk in idx.chunks(micro_batch.max(1)) {
         let batch = batch_of(examples, chunk, pad, &device);
-        let logits = model.forward(batch.ids.clone(), None);
-        sum += nll_sum(logits, &batch).into_scalar::<f32>() as f64;
+        sum += nll_sum(&model, &batch).into_scalar::<f32>() as f64;
         count += batch.trained_tokens;
     }
     sum / count.max(1) as f64
