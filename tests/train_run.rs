@@ -328,3 +328,39 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_adapter_generates() {
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     assert_eq!(listed["status"], "stopped");
 }
+
+#[test]
+fn an_error_inside_the_thread_becomes_a_failed_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = quickstart(
+        tmp.path(),
+        &[
+            "train.max_steps=30",
+            "train.eval_every=0",
+            "train.checkpoint_every=3",
+        ],
+    );
+    let handle = Session::start(config).unwrap();
+    let ckpts = handle.run_dir().join("checkpoints");
+    let mut last = None;
+    for event in handle.events().iter() {
+        if let TrainEvent::Step { step: 1, .. } = event {
+            // The disk goes away under the run: checkpointing must fail.
+            std::fs::remove_dir_all(&ckpts).unwrap();
+            std::fs::write(&ckpts, b"not a folder").unwrap();
+        }
+        let end = event.is_terminal();
+        last = Some(event);
+        if end {
+            break;
+        }
+    }
+    handle.join();
+    match last {
+        Some(TrainEvent::Failed { step, message }) => {
+            assert_eq!(step, 3);
+            assert!(message.contains("checkpoints"), "{message}");
+        }
+        other => panic!("expected a failed event, got {other:?}"),
+    }
+}

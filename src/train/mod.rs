@@ -58,6 +58,15 @@ pub enum TrainError {
         "{path} is not a run directory (no config.toml); pass a folder made by `tunesmith train`"
     )]
     NotARun { path: PathBuf },
+    #[error(
+        "the tokenizer in {model} has {tokenizer} tokens but the model embeds only {model_vocab}; \
+         the tokenizer files belong to another model"
+    )]
+    VocabMismatch {
+        model: PathBuf,
+        tokenizer: usize,
+        model_vocab: usize,
+    },
     #[error("the run is already complete ({step} of {total} steps); nothing to resume")]
     AlreadyComplete { step: usize, total: usize },
 }

@@ -42,6 +42,13 @@ impl Prepared {
         let method = config.method.method();
         method.validate(&model_config)?;
         let tokenizer = TextTokenizer::from_dir(model_dir)?;
+        if tokenizer.vocab_size() > model_config.vocab_size {
+            return Err(TrainError::VocabMismatch {
+                model: model_dir.clone(),
+                tokenizer: tokenizer.vocab_size(),
+                model_vocab: model_config.vocab_size,
+            });
+        }
         let d = &config.data;
         let options = LoadOptions {
             format: d.format,
