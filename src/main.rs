@@ -49,6 +49,16 @@ enum Command {
     /// Look at past runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Look at datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Detected format, row count, bad rows with file:line, token lengths and
+    /// three examples rendered as the model sees them, trained spans marked.
+    Inspect(cli::data::InspectArgs),
 }
 
 #[derive(Subcommand)]
@@ -168,6 +178,7 @@ fn main() -> Result<()> {
         Command::Resume(args) => cli::train::resume(args),
         Command::Runs(RunsCommand::List { dir, json }) => cli::train::runs_list(dir, json),
         Command::Runs(RunsCommand::Latest { dir }) => cli::train::runs_latest(dir),
+        Command::Data(DataCommand::Inspect(args)) => cli::data::inspect_cmd(args),
     }
 }
 

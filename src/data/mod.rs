@@ -1,6 +1,7 @@
 //! Datasets: JSONL rows in the common instruction formats, rendered through
 //! the model's chat template into token ids with exact label masks.
 
+mod inspect;
 mod render;
 mod rows;
 
@@ -14,6 +15,7 @@ use thiserror::Error;
 
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 
+pub use inspect::{Bucket, DataReport, RenderedExample, Span, TokenReport, inspect};
 pub use render::render_row;
 pub use rows::{Row, read_rows};
 

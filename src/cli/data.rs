@@ -1,0 +1,133 @@
+//! `tunesmith data inspect`: what a dataset looks like to the model.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+use tunesmith::TextTokenizer;
+use tunesmith::data::{Format, TrainOn, inspect};
+
+/// Row schema names on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Auto,
+    Alpaca,
+    Messages,
+    PromptCompletion,
+    Text,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Auto => Format::Auto,
+            FormatArg::Alpaca => Format::Alpaca,
+            FormatArg::Messages => Format::Messages,
+            FormatArg::PromptCompletion => Format::PromptCompletion,
+            FormatArg::Text => Format::Text,
+        }
+    }
+}
+
+/// Arguments of `tunesmith data inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The dataset (JSONL).
+    pub file: PathBuf,
+    /// Render and tokenize with this model's tokenizer and chat template.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Row schema (default: detected from the first row's keys).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: FormatArg,
+    /// Longest sequence in tokens (longer rows are counted as truncated).
+    #[arg(long, default_value_t = 512)]
+    pub max_length: usize,
+    /// Train on every token instead of the answers only.
+    #[arg(long)]
+    pub all_tokens: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn inspect_cmd(args: InspectArgs) -> Result<()> {
+    let tokenizer = args
+        .model
+        .as_deref()
+        .map(TextTokenizer::from_dir)
+        .transpose()?;
+    let train_on = if args.all_tokens {
+        TrainOn::All
+    } else {
+        TrainOn::Assistant
+    };
+    let report = inspect(
+        &args.file,
+        tokenizer.as_ref(),
+        args.format.into(),
+        args.max_length,
+        train_on,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("file        {}", args.file.display());
+    println!("format      {:?}", report.format);
+    println!(
+        "rows        {} usable, {} bad",
+        report.rows,
+        report.errors.len()
+    );
+    for e in report.errors.iter().take(20) {
+        println!("  {e}");
+    }
+    if report.errors.len() > 20 {
+        println!(
+            "  ... and {} more (use --json for all)",
+            report.errors.len() - 20
+        );
+    }
+    let Some(t) = report.tokens else {
+        println!("(give --model DIR to see tokens, lengths and rendered examples)");
+        return Ok(());
+    };
+    println!(
+        "tokens      {} in all, {} trained on ({:.0}%); {} rows cut to {}",
+        t.total_tokens,
+        t.trained_tokens,
+        100.0 * t.trained_tokens as f64 / t.total_tokens.max(1) as f64,
+        t.truncated,
+        t.max_length
+    );
+    println!("lengths");
+    let most = t
+        .histogram
+        .iter()
+        .map(|b| b.count)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    for b in &t.histogram {
+        let bar = "#".repeat((40 * b.count).div_ceil(most));
+        println!("  {:>5}..{:<5} {:>6} {bar}", b.from, b.to, b.count);
+    }
+    for ex in &t.examples {
+        println!(
+            "\n--- line {} ({} tokens; trained spans between [[ and ]]) ---",
+            ex.line, ex.tokens
+        );
+        let mut text = String::new();
+        for s in &ex.spans {
+            if s.trained {
+                text.push_str(&format!("[[{}]]", s.text));
+            } else {
+                text.push_str(&s.text);
+            }
+        }
+        println!("{text}");
+    }
+    Ok(())
+}
