@@ -96,3 +96,36 @@ fn every_bad_row_is_reported_with_its_line() {
     assert_eq!(report.errors[0].line, 2);
     assert!(report.errors[0].reason.contains("out of order"));
 }
+
+#[test]
+fn sharegpt_rows_train_on_the_gpt_turns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("sharegpt.jsonl");
+    std::fs::write(
+        &path,
+        "{\"conversations\": [{\"from\": \"system\", \"value\": \"Be brief.\"}, \
+         {\"from\": \"human\", \"value\": \"What is 2 plus 3?\"}, \
+         {\"from\": \"gpt\", \"value\": \"2 plus 3 is 5.\"}, \
+         {\"from\": \"human\", \"value\": \"And 2 plus 4?\"}, \
+         {\"from\": \"gpt\", \"value\": \"2 plus 4 is 6.\"}]}\n\
+         {\"conversations\": [{\"from\": \"bot\", \"value\": \"x\"}]}\n",
+    )
+    .unwrap();
+    let tok = tokenizer();
+    let report = inspect(&path, Some(&tok), Format::Auto, 512, TrainOn::Assistant).unwrap();
+    assert_eq!(report.format, Format::Sharegpt);
+    assert_eq!(report.errors.len(), 1);
+    assert_eq!(report.errors[0].line, 2);
+    assert!(report.errors[0].reason.contains("unknown from `bot`"));
+    let ex = &report.tokens.unwrap().examples[0];
+    let trained: Vec<&str> = ex
+        .spans
+        .iter()
+        .filter(|s| s.trained)
+        .map(|s| s.text.as_str())
+        .collect();
+    assert_eq!(
+        trained,
+        ["2 plus 3 is 5.<|eot_id|>", "2 plus 4 is 6.<|eot_id|>"]
+    );
+}

@@ -14,6 +14,7 @@ pub enum FormatArg {
     Auto,
     Alpaca,
     Messages,
+    Sharegpt,
     PromptCompletion,
     Text,
 }
@@ -24,6 +25,7 @@ impl From<FormatArg> for Format {
             FormatArg::Auto => Format::Auto,
             FormatArg::Alpaca => Format::Alpaca,
             FormatArg::Messages => Format::Messages,
+            FormatArg::Sharegpt => Format::Sharegpt,
             FormatArg::PromptCompletion => Format::PromptCompletion,
             FormatArg::Text => Format::Text,
         }

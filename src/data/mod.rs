@@ -32,6 +32,9 @@ pub enum Format {
     Alpaca,
     /// OpenAI `messages`: a list of `role`/`content`.
     Messages,
+    /// ShareGPT `conversations`: a list of `from` (system, human, gpt) /
+    /// `value`.
+    Sharegpt,
     /// `prompt` and `completion` strings, no chat template.
     PromptCompletion,
     /// Raw `text`, trained on entirely.

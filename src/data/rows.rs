@@ -100,6 +100,8 @@ pub fn read_rows(
 fn detect(obj: &Map<String, Value>) -> Option<Format> {
     if obj.contains_key("messages") {
         Some(Format::Messages)
+    } else if obj.contains_key("conversations") {
+        Some(Format::Sharegpt)
     } else if obj.contains_key("instruction") && obj.contains_key("output") {
         Some(Format::Alpaca)
     } else if obj.contains_key("prompt") && obj.contains_key("completion") {
@@ -146,37 +148,18 @@ fn parse(obj: &Map<String, Value>, format: Format) -> Result<Row, String> {
             messages.push(ChatMessage::new("assistant", output));
             Ok(Row::Chat(messages))
         }
-        Format::Messages => {
-            let Some(Value::Array(list)) = obj.get("messages") else {
-                return Err("field `messages` must be a list of {role, content}".into());
-            };
-            let mut messages = Vec::with_capacity(list.len());
-            for (i, m) in list.iter().enumerate() {
-                let Value::Object(m) = m else {
-                    return Err(format!("messages[{i}] is not an object"));
-                };
-                let role = required(m, "role").map_err(|e| format!("messages[{i}]: {e}"))?;
-                let content = required(m, "content").map_err(|e| format!("messages[{i}]: {e}"))?;
-                let previous = messages.last().map(|m: &ChatMessage| m.role.as_str());
-                let expected = matches!(
-                    (role, previous),
-                    ("system", None)
-                        | ("user", None | Some("system") | Some("assistant"))
-                        | ("assistant", Some("user"))
-                );
-                if !expected {
-                    return Err(format!(
-                        "messages[{i}]: role `{role}` out of order (expected an optional system \
-                         message, then user and assistant turns alternating)"
-                    ));
-                }
-                messages.push(ChatMessage::new(role, content));
-            }
-            if messages.last().map(|m| m.role.as_str()) != Some("assistant") {
-                return Err("the conversation does not end with an assistant message".into());
-            }
-            Ok(Row::Chat(messages))
-        }
+        Format::Messages => conversation(obj, "messages", "role", "content", |r| match r {
+            "system" => Some("system"),
+            "user" => Some("user"),
+            "assistant" => Some("assistant"),
+            _ => None,
+        }),
+        Format::Sharegpt => conversation(obj, "conversations", "from", "value", |r| match r {
+            "system" => Some("system"),
+            "human" | "user" => Some("user"),
+            "gpt" | "assistant" => Some("assistant"),
+            _ => None,
+        }),
         Format::PromptCompletion => Ok(Row::PromptCompletion {
             prompt: required(obj, "prompt")?.to_string(),
             completion: required(obj, "completion")?.to_string(),
@@ -184,4 +167,48 @@ fn parse(obj: &Map<String, Value>, format: Format) -> Result<Row, String> {
         Format::Text => Ok(Row::Text(required(obj, "text")?.to_string())),
         Format::Auto => Err("format not resolved".into()),
     }
+}
+
+/// A chat list under `list_key` whose items carry a role (mapped to
+/// system/user/assistant by `role_of`) and a text.
+fn conversation(
+    obj: &Map<String, Value>,
+    list_key: &str,
+    role_key: &str,
+    text_key: &str,
+    role_of: impl Fn(&str) -> Option<&'static str>,
+) -> Result<Row, String> {
+    let Some(Value::Array(list)) = obj.get(list_key) else {
+        return Err(format!(
+            "field `{list_key}` must be a list of {{{role_key}, {text_key}}}"
+        ));
+    };
+    let mut messages: Vec<ChatMessage> = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let Value::Object(m) = m else {
+            return Err(format!("{list_key}[{i}] is not an object"));
+        };
+        let raw = required(m, role_key).map_err(|e| format!("{list_key}[{i}]: {e}"))?;
+        let role =
+            role_of(raw).ok_or_else(|| format!("{list_key}[{i}]: unknown {role_key} `{raw}`"))?;
+        let content = required(m, text_key).map_err(|e| format!("{list_key}[{i}]: {e}"))?;
+        let previous = messages.last().map(|m| m.role.as_str());
+        let expected = matches!(
+            (role, previous),
+            ("system", None)
+                | ("user", None | Some("system") | Some("assistant"))
+                | ("assistant", Some("user"))
+        );
+        if !expected {
+            return Err(format!(
+                "{list_key}[{i}]: {role_key} `{raw}` out of order (expected an optional system \
+                 message, then user and assistant turns alternating)"
+            ));
+        }
+        messages.push(ChatMessage::new(role, content));
+    }
+    if messages.last().map(|m| m.role.as_str()) != Some("assistant") {
+        return Err("the conversation does not end with an assistant message".into());
+    }
+    Ok(Row::Chat(messages))
 }
