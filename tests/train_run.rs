@@ -21,6 +21,20 @@ fn quickstart(runs: &Path, extra: &[&str]) -> RunConfig {
     RunConfig::load(&root().join("presets/quickstart.toml"), &overrides).unwrap()
 }
 
+/// Collects a run's events up to the terminal one, calling `on` on each first.
+fn follow(handle: &tunesmith::RunHandle, mut on: impl FnMut(&TrainEvent)) -> Vec<TrainEvent> {
+    let mut seen = Vec::new();
+    for event in handle.events().iter() {
+        on(&event);
+        let end = event.is_terminal();
+        seen.push(event);
+        if end {
+            break;
+        }
+    }
+    seen
+}
+
 fn start_err(config: RunConfig) -> String {
     match Session::start(config) {
         Ok(_) => panic!("the run started"),
@@ -85,23 +99,15 @@ fn pause_checkpoint_and_stop_are_obeyed_between_steps() {
         ],
     );
     let handle = Session::start(config).unwrap();
-    let mut seen = Vec::new();
-    for event in handle.events().iter() {
-        match &event {
-            TrainEvent::Step { step: 2, .. } => handle.pause(),
-            TrainEvent::Paused { .. } => {
-                handle.checkpoint_now();
-                handle.resume();
-            }
-            TrainEvent::Resumed { .. } => handle.stop(),
-            _ => {}
+    let seen = follow(&handle, |event| match event {
+        TrainEvent::Step { step: 2, .. } => handle.pause(),
+        TrainEvent::Paused { .. } => {
+            handle.checkpoint_now();
+            handle.resume();
         }
-        let end = event.is_terminal();
-        seen.push(event);
-        if end {
-            break;
-        }
-    }
+        TrainEvent::Resumed { .. } => handle.stop(),
+        _ => {}
+    });
     let run_dir = handle.run_dir().to_path_buf();
     handle.join();
     let names: Vec<String> = seen
@@ -342,19 +348,14 @@ fn an_error_inside_the_thread_becomes_a_failed_event() {
     );
     let handle = Session::start(config).unwrap();
     let ckpts = handle.run_dir().join("checkpoints");
-    let mut last = None;
-    for event in handle.events().iter() {
+    let last = follow(&handle, |event| {
         if let TrainEvent::Step { step: 1, .. } = event {
             // The disk goes away under the run: checkpointing must fail.
             std::fs::remove_dir_all(&ckpts).unwrap();
             std::fs::write(&ckpts, b"not a folder").unwrap();
         }
-        let end = event.is_terminal();
-        last = Some(event);
-        if end {
-            break;
-        }
-    }
+    })
+    .pop();
     handle.join();
     match last {
         Some(TrainEvent::Failed { step, message }) => {

@@ -3,34 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use tunesmith::TextTokenizer;
 use tunesmith::data::{Format, TrainOn, inspect};
-
-/// Row schema names on the command line.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    Auto,
-    Alpaca,
-    Messages,
-    Sharegpt,
-    PromptCompletion,
-    Text,
-}
-
-impl From<FormatArg> for Format {
-    fn from(f: FormatArg) -> Self {
-        match f {
-            FormatArg::Auto => Format::Auto,
-            FormatArg::Alpaca => Format::Alpaca,
-            FormatArg::Messages => Format::Messages,
-            FormatArg::Sharegpt => Format::Sharegpt,
-            FormatArg::PromptCompletion => Format::PromptCompletion,
-            FormatArg::Text => Format::Text,
-        }
-    }
-}
 
 /// Arguments of `tunesmith data inspect`.
 #[derive(Args)]
@@ -40,9 +16,10 @@ pub struct InspectArgs {
     /// Render and tokenize with this model's tokenizer and chat template.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Row schema (default: detected from the first row's keys).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub format: FormatArg,
+    /// Row schema: auto (from the first row's keys), alpaca, messages,
+    /// sharegpt, prompt_completion or text.
+    #[arg(long, default_value = "auto")]
+    pub format: Format,
     /// Longest sequence in tokens (longer rows are counted as truncated).
     #[arg(long, default_value_t = 512)]
     pub max_length: usize,
@@ -68,7 +45,7 @@ pub fn inspect_cmd(args: InspectArgs) -> Result<()> {
     let report = inspect(
         &args.file,
         tokenizer.as_ref(),
-        args.format.into(),
+        args.format,
         args.max_length,
         train_on,
     )?;

@@ -41,6 +41,18 @@ pub enum Format {
     Text,
 }
 
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    /// The names used in TOML (`auto`, `alpaca`, `messages`, `sharegpt`,
+    /// `prompt_completion`, `text`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+            format!("unknown format `{s}`; use auto, alpaca, messages, sharegpt, prompt_completion or text")
+        })
+    }
+}
+
 /// Which tokens the loss is computed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
