@@ -13,9 +13,10 @@ PRESET ?= presets/quickstart.toml
 RUNS_DIR ?= $(CURDIR)/runs
 
 # The app needs WebKitGTK (+ dbus); wgpu needs a Vulkan driver (Mesa's
-# lavapipe when there is no GPU); xvfb runs the app headless.
+# lavapipe when there is no GPU); xvfb runs the app headless; procps gives
+# the run tests `kill` for a real SIGINT.
 APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev libdbus-1-dev \
-	mesa-vulkan-drivers libvulkan1 xvfb xauth
+	mesa-vulkan-drivers libvulkan1 xvfb xauth procps
 
 .PHONY: run test deps lint bench fmt clean-cache
 
