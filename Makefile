@@ -62,7 +62,9 @@ deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 
 ## bench: SmolLM2-135M shape: `logits` (512 tokens) vs transformers; LoRA r16 training
-## (micro-batch 4 x 512) tokens/s + peak RSS vs torch+PEFT
+## (micro-batch 4 x 512) tokens/s + peak RSS vs torch+PEFT; `data inspect` rows/s + peak RSS
+## on 100k chat rows vs transformers
 bench: deps
 	bench/logits.sh cpu
 	bench/train.sh cpu
+	bench/data.sh

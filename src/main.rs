@@ -302,7 +302,13 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         _ => Sampling::Greedy,
     };
     let dir = model_dir(&args.model, &args.adapter)?;
-    let tokenizer = TextTokenizer::from_dir(&dir)?;
+    let mut tokenizer = TextTokenizer::from_dir(&dir)?;
+    if args.chat && tokenizer.use_fallback_template(tunesmith::tokenizer::CHATML_TEMPLATE) {
+        eprintln!(
+            "warning: {} has no chat template; using ChatML, as training does by default",
+            dir.display()
+        );
+    }
     let prompt_ids = if args.chat {
         let mut messages = Vec::new();
         if let Some(system) = &args.system {

@@ -2,16 +2,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 
 use tunesmith::TextTokenizer;
-use tunesmith::data::{Format, TrainOn, inspect};
+use tunesmith::data::{FallbackTemplate, Format, LoadOptions, TrainOn, inspect};
 
 /// Arguments of `tunesmith data inspect`.
 #[derive(Args)]
 pub struct InspectArgs {
-    /// The dataset (JSONL).
+    /// The dataset: .jsonl, .json (array), .csv, .tsv, .parquet or .txt.
     pub file: PathBuf,
     /// Render and tokenize with this model's tokenizer and chat template.
     #[arg(long)]
@@ -26,6 +26,14 @@ pub struct InspectArgs {
     /// Train on every token instead of the answers only.
     #[arg(long)]
     pub all_tokens: bool,
+    /// Read one of our fields from a column of another name, e.g.
+    /// `--column output=answer` (repeatable; as data.columns).
+    #[arg(long = "column", value_name = "OURS=THEIRS")]
+    pub columns: Vec<String>,
+    /// Refuse conversations when the model has no chat template, instead
+    /// of rendering them as ChatML.
+    #[arg(long)]
+    pub no_fallback_template: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -37,37 +45,54 @@ pub fn inspect_cmd(args: InspectArgs) -> Result<()> {
         .as_deref()
         .map(TextTokenizer::from_dir)
         .transpose()?;
-    let train_on = if args.all_tokens {
-        TrainOn::All
-    } else {
-        TrainOn::Assistant
+    let mut options = LoadOptions {
+        format: args.format,
+        max_length: args.max_length,
+        train_on: if args.all_tokens {
+            TrainOn::All
+        } else {
+            TrainOn::Assistant
+        },
+        max_bad_fraction: 1.0,
+        ..LoadOptions::default()
     };
-    let report = inspect(
-        &args.file,
-        tokenizer.as_ref(),
-        args.format,
-        args.max_length,
-        train_on,
-    )?;
+    if args.no_fallback_template {
+        options.fallback_template = FallbackTemplate::None;
+    }
+    for pair in &args.columns {
+        let Some((ours, theirs)) = pair.split_once('=') else {
+            bail!("--column {pair}: expected OURS=THEIRS, e.g. --column output=answer");
+        };
+        options
+            .columns
+            .insert(ours.trim().to_string(), theirs.trim().to_string());
+    }
+    let report = inspect(&args.file, tokenizer.as_ref(), &options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     println!("file        {}", args.file.display());
-    println!("format      {:?}", report.format);
+    println!(
+        "format      {:?} ({:?} file)",
+        report.format, report.file_kind
+    );
     println!(
         "rows        {} usable, {} bad",
-        report.rows,
-        report.errors.len()
+        report.rows, report.bad_rows
     );
     for e in report.errors.iter().take(20) {
         println!("  {e}");
     }
-    if report.errors.len() > 20 {
+    if report.bad_rows > 20 {
         println!(
-            "  ... and {} more (use --json for all)",
-            report.errors.len() - 20
+            "  ... and {} more (use --json for the first {})",
+            report.bad_rows - 20,
+            tunesmith::data::MAX_LISTED_ERRORS
         );
+    }
+    for w in &report.warnings {
+        println!("warning     {w}");
     }
     let Some(t) = report.tokens else {
         println!("(give --model DIR to see tokens, lengths and rendered examples)");

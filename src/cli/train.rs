@@ -160,6 +160,7 @@ fn show(event: &TrainEvent, bar: &mut Option<ProgressBar>, run_dir: &Path) {
             total_params,
             method,
             backend,
+            warnings,
             ..
         } => {
             eprintln!("run       {}", run_dir.display());
@@ -174,6 +175,9 @@ fn show(event: &TrainEvent, bar: &mut Option<ProgressBar>, run_dir: &Path) {
                 "data      {train_rows} train / {val_rows} validation rows; \
                  {truncated_rows} truncated, {bad_rows} bad rows skipped"
             );
+            for w in warnings {
+                eprintln!("warning   {w}");
+            }
             if *start_step > 0 {
                 eprintln!("resuming  from step {start_step}");
             }

@@ -96,6 +96,31 @@ pub struct DataSection {
     /// Largest share of bad rows (invalid JSON, missing fields...) tolerated;
     /// bad rows are skipped and reported, above this share the run refuses.
     pub max_bad_fraction: f64,
+    /// Our field names -> the file's, for files with other names
+    /// (`columns = { output = "answer" }`).
+    pub columns: std::collections::BTreeMap<String, String>,
+    /// Template for models without a chat template: `chatml` or `none`
+    /// (refuse conversations).
+    pub fallback_template: crate::data::FallbackTemplate,
+    /// Batch rows of similar length together (less padding).
+    pub group_by_length: bool,
+    /// Concatenate short examples into sequences of up to `max_length`
+    /// tokens; each still attends only to itself.
+    pub packing: bool,
+}
+
+impl DataSection {
+    /// How the data files are read and rendered.
+    pub fn load_options(&self) -> crate::data::LoadOptions {
+        crate::data::LoadOptions {
+            format: self.format,
+            max_length: self.max_length,
+            train_on: self.train_on,
+            max_bad_fraction: self.max_bad_fraction,
+            columns: self.columns.clone(),
+            fallback_template: self.fallback_template,
+        }
+    }
 }
 
 impl Default for DataSection {
@@ -109,6 +134,10 @@ impl Default for DataSection {
             seed: 42,
             train_on: crate::data::TrainOn::Assistant,
             max_bad_fraction: 0.01,
+            columns: Default::default(),
+            fallback_template: crate::data::FallbackTemplate::Chatml,
+            group_by_length: true,
+            packing: false,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! What the model will see of a dataset: the `data inspect` report, also
 //! the wizard's preview.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::{DataError, Format, IGNORE, LoadOptions, RowError, TrainOn, load_dataset, read_rows};
+use super::{DataError, FileKind, Format, IGNORE, LoadOptions, RowError, for_each_row, scan};
 use crate::tokenizer::TextTokenizer;
 
 /// A contiguous run of tokens, trained on or not.
@@ -35,14 +36,22 @@ pub struct Bucket {
 /// Everything `tunesmith data inspect` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct DataReport {
+    pub file_kind: FileKind,
     pub format: Format,
     /// Rows that parsed and rendered.
     pub rows: usize,
-    /// Rows that did not, with file:line and reason.
+    /// Rows that did not.
+    pub bad_rows: usize,
+    /// The first `MAX_LISTED_ERRORS` bad rows with file:line and reason.
     pub errors: Vec<RowError>,
+    /// Things to know about the whole file (a fallback chat template...).
+    pub warnings: Vec<String>,
     /// Present when a tokenizer was given.
     pub tokens: Option<TokenReport>,
 }
+
+/// Bad rows listed one by one in a report (all are counted).
+pub const MAX_LISTED_ERRORS: usize = 1000;
 
 /// The token-level part of a report (needs the model's tokenizer).
 #[derive(Debug, Clone, Serialize)]
@@ -56,33 +65,64 @@ pub struct TokenReport {
 }
 
 /// Reads `path` and, with a tokenizer, renders it exactly as training
-/// would. Bad rows never abort the report (it exists to find them).
+/// would. Bad rows never abort the report (it exists to find them). The
+/// file is streamed: memory holds one chunk of rows plus the lengths.
 pub fn inspect(
     path: &Path,
     tokenizer: Option<&TextTokenizer>,
-    format: Format,
-    max_length: usize,
-    train_on: TrainOn,
+    options: &LoadOptions,
 ) -> Result<DataReport, DataError> {
+    let file_kind = FileKind::of(path)?;
+    let unit = file_kind.unit();
+    let mut bad_rows = 0usize;
+    let mut errors = Vec::new();
+    let mut note = |e: RowError| {
+        bad_rows += 1;
+        if errors.len() < MAX_LISTED_ERRORS {
+            errors.push(e);
+        }
+    };
     let Some(tokenizer) = tokenizer else {
-        let (rows, errors, format) = read_rows(path, format)?;
+        let mut rows = 0usize;
+        let (format, _) = for_each_row(path, options.format, &options.columns, |line, row| {
+            match row {
+                Ok(_) => rows += 1,
+                Err(reason) => note(RowError {
+                    file: path.to_path_buf(),
+                    line,
+                    unit,
+                    reason,
+                }),
+            }
+            ControlFlow::Continue(())
+        })?;
         return Ok(DataReport {
+            file_kind,
             format,
-            rows: rows.len(),
+            rows,
+            bad_rows,
             errors,
+            warnings: Vec::new(),
             tokens: None,
         });
     };
-    let options = LoadOptions {
-        format,
-        max_length,
-        train_on,
-        max_bad_fraction: 1.0,
-    };
-    let set = load_dataset(path, tokenizer, options)?;
-    let lengths: Vec<usize> = set.examples.iter().map(|e| e.ids.len()).collect();
+    let mut lengths: Vec<u32> = Vec::new();
+    let mut truncated = 0usize;
+    let mut trained_tokens = 0usize;
+    let mut shown = Vec::new();
+    let summary = scan(path, tokenizer, options, |r| match r {
+        Ok(s) => {
+            lengths.push(s.example.ids.len() as u32);
+            truncated += usize::from(s.truncated);
+            trained_tokens += s.example.trained_tokens();
+            if shown.len() < 3 {
+                shown.push(s.example);
+            }
+        }
+        Err(e) => note(e),
+    })?;
     let mut examples = Vec::new();
-    for ex in set.examples.iter().take(3) {
+    for ex in &shown {
         examples.push(RenderedExample {
             line: ex.line,
             tokens: ex.ids.len(),
@@ -90,15 +130,18 @@ pub fn inspect(
         });
     }
     Ok(DataReport {
-        format: set.format.unwrap_or(format),
-        rows: set.examples.len(),
-        errors: set.errors,
+        file_kind,
+        format: summary.format,
+        rows: lengths.len(),
+        bad_rows,
+        errors,
+        warnings: summary.warnings,
         tokens: Some(TokenReport {
-            truncated: set.truncated,
-            max_length,
-            total_tokens: lengths.iter().sum(),
-            trained_tokens: set.examples.iter().map(|e| e.trained_tokens()).sum(),
-            histogram: histogram(&lengths, max_length),
+            truncated,
+            max_length: options.max_length,
+            total_tokens: lengths.iter().map(|&l| l as usize).sum(),
+            trained_tokens,
+            histogram: histogram(&lengths, options.max_length),
             examples,
         }),
     })
@@ -123,8 +166,8 @@ fn spans(ids: &[u32], labels: &[i64], tokenizer: &TextTokenizer) -> Result<Vec<S
 }
 
 /// Eight equal buckets from 0 to the longest row (at most `max_length`).
-fn histogram(lengths: &[usize], max_length: usize) -> Vec<Bucket> {
-    let longest = lengths.iter().copied().max().unwrap_or(0).min(max_length);
+fn histogram(lengths: &[u32], max_length: usize) -> Vec<Bucket> {
+    let longest = (lengths.iter().copied().max().unwrap_or(0) as usize).min(max_length);
     let width = longest.div_ceil(8).max(1);
     let mut buckets: Vec<Bucket> = (0..8)
         .map(|i| Bucket {
@@ -134,7 +177,7 @@ fn histogram(lengths: &[usize], max_length: usize) -> Vec<Bucket> {
         })
         .collect();
     for &l in lengths {
-        let i = (l / width).min(7);
+        let i = (l as usize / width).min(7);
         buckets[i].count += 1;
     }
     buckets

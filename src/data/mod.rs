@@ -1,11 +1,18 @@
-//! Datasets: JSONL rows in the common instruction formats, rendered through
-//! the model's chat template into token ids with exact label masks.
+//! Datasets: JSONL, JSON, CSV/TSV, Parquet and text files in the common
+//! instruction formats, rendered through the model's chat template into
+//! token ids with exact label masks.
 
+mod batching;
 mod inspect;
 mod render;
 mod rows;
+mod source;
 
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -15,9 +22,13 @@ use thiserror::Error;
 
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 
-pub use inspect::{Bucket, DataReport, RenderedExample, Span, TokenReport, inspect};
+pub use batching::{epoch_batches, pack};
+pub use inspect::{
+    Bucket, DataReport, MAX_LISTED_ERRORS, RenderedExample, Span, TokenReport, inspect,
+};
 pub use render::render_row;
-pub use rows::{Row, read_rows};
+pub use rows::{CANONICAL_FIELDS, Row, for_each_row};
+pub use source::{FileKind, Unit};
 
 /// Label of tokens the loss ignores (as in PyTorch / transformers).
 pub const IGNORE: i64 = -100;
@@ -69,8 +80,12 @@ pub enum TrainOn {
 pub struct Example {
     pub ids: Vec<u32>,
     pub labels: Vec<i64>,
-    /// Line of the source file (1-based).
+    /// Line (or row) of the source file (1-based); the first of a packed
+    /// sequence's examples.
     pub line: usize,
+    /// Lengths of the examples packed into this sequence (empty when it is
+    /// one example).
+    pub segments: Vec<u32>,
 }
 
 impl Example {
@@ -80,17 +95,38 @@ impl Example {
     }
 }
 
+/// What chats are rendered with when the model has no chat template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackTemplate {
+    /// `<|im_start|>role\ncontent<|im_end|>` (with a warning).
+    Chatml,
+    /// Refuse chat rows on such models.
+    None,
+}
+
 /// A bad row, skipped and counted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RowError {
     pub file: PathBuf,
+    /// Line (text files) or row (JSON arrays, Parquet), 1-based; see `unit`.
     pub line: usize,
+    pub unit: Unit,
     pub reason: String,
 }
 
 impl std::fmt::Display for RowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.file.display(), self.line, self.reason)
+        match self.unit {
+            Unit::Line => write!(f, "{}:{}: {}", self.file.display(), self.line, self.reason),
+            Unit::Row => write!(
+                f,
+                "{} row {}: {}",
+                self.file.display(),
+                self.line,
+                self.reason
+            ),
+        }
     }
 }
 
@@ -104,6 +140,8 @@ pub struct Dataset {
     pub truncated: usize,
     /// Rows that could not be used, with reasons.
     pub errors: Vec<RowError>,
+    /// Things the user should know (a fallback chat template...).
+    pub warnings: Vec<String>,
 }
 
 /// A dataset that cannot be used at all.
@@ -133,6 +171,21 @@ pub enum DataError {
     #[error("cannot detect the format of {path}: {reason}; set data.format")]
     UnknownFormat { path: PathBuf, reason: String },
     #[error(
+        "{path}: unknown kind of file; use .jsonl, .json (array of objects), .csv, .tsv, \
+         .parquet or .txt"
+    )]
+    UnsupportedFile { path: PathBuf },
+    #[error("{path}: {reason}")]
+    BrokenFile { path: PathBuf, reason: String },
+    #[error(
+        "{path} holds conversations but the model has no chat template and \
+         data.fallback_template is \"none\"; add a chat_template to tokenizer_config.json or \
+         set data.fallback_template = \"chatml\""
+    )]
+    NoChatTemplate { path: PathBuf },
+    #[error("data.columns: `{name}` is not a field we read; map one of {known}")]
+    UnknownColumn { name: String, known: String },
+    #[error(
         "validation set is empty: {rows} training rows with data.val_fraction = {fraction}; \
          raise val_fraction or give data.val"
     )]
@@ -149,55 +202,160 @@ fn first_error(errors: &[RowError]) -> String {
 }
 
 /// How rows become examples.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub format: Format,
     pub max_length: usize,
     pub train_on: TrainOn,
     pub max_bad_fraction: f64,
+    /// Our field name -> the file's (`output = "answer"`).
+    pub columns: BTreeMap<String, String>,
+    pub fallback_template: FallbackTemplate,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            format: Format::Auto,
+            max_length: 512,
+            train_on: TrainOn::Assistant,
+            max_bad_fraction: 0.01,
+            columns: BTreeMap::new(),
+            fallback_template: FallbackTemplate::Chatml,
+        }
+    }
+}
+
+/// One row through the tokenizer.
+pub(crate) struct Scanned {
+    pub example: Example,
+    /// It was longer than `max_length` and cut.
+    pub truncated: bool,
+}
+
+/// What a scan learned about the file as a whole.
+pub(crate) struct ScanSummary {
+    pub format: Format,
+    pub warnings: Vec<String>,
+}
+
+/// Rows rendered together on the thread pool.
+const CHUNK: usize = 512;
+
+/// Streams `path` through the tokenizer, handing every row to `sink` in
+/// file order: an example, or why the row cannot be used. Nothing is kept
+/// beyond one chunk of rows, so the caller decides what to hold.
+pub(crate) fn scan(
+    path: &Path,
+    tokenizer: &TextTokenizer,
+    options: &LoadOptions,
+    mut sink: impl FnMut(Result<Scanned, RowError>),
+) -> Result<ScanSummary, DataError> {
+    for name in options.columns.keys() {
+        if !CANONICAL_FIELDS.contains(&name.as_str()) {
+            return Err(DataError::UnknownColumn {
+                name: name.clone(),
+                known: CANONICAL_FIELDS.join(", "),
+            });
+        }
+    }
+    let mut fallback: Option<TextTokenizer> = None;
+    let mut warnings = Vec::new();
+    let mut pending: Vec<(usize, Result<Row, String>)> = Vec::with_capacity(CHUNK);
+    let mut failure: Option<DataError> = None;
+    let unit = FileKind::of(path)?.unit();
+    let mut flush = |pending: &mut Vec<(usize, Result<Row, String>)>,
+                     unit: Unit,
+                     sink: &mut dyn FnMut(Result<Scanned, RowError>)|
+     -> Result<(), DataError> {
+        let has_chat = pending.iter().any(|(_, r)| matches!(r, Ok(Row::Chat(_))));
+        if has_chat && fallback.is_none() && !tokenizer.has_chat_template() {
+            if options.fallback_template == FallbackTemplate::None {
+                return Err(DataError::NoChatTemplate {
+                    path: path.to_path_buf(),
+                });
+            }
+            let mut t = tokenizer.clone();
+            t.use_fallback_template(crate::tokenizer::CHATML_TEMPLATE);
+            fallback = Some(t);
+            warnings.push(
+                "the model has no chat template; conversations are rendered as ChatML \
+                 (<|im_start|>role ... <|im_end|>). Set data.fallback_template, or add a \
+                 chat_template to the model's tokenizer_config.json"
+                    .to_string(),
+            );
+        }
+        let tok = fallback.as_ref().unwrap_or(tokenizer);
+        let done: Vec<Result<Scanned, RowError>> = pending
+            .par_drain(..)
+            .map(|(line, row)| {
+                let bad = |reason: String| RowError {
+                    file: path.to_path_buf(),
+                    line,
+                    unit,
+                    reason,
+                };
+                let row = row.map_err(bad)?;
+                let (mut ids, mut labels) =
+                    render_row(&row, tok, options.train_on).map_err(|e| bad(e.to_string()))?;
+                let truncated = ids.len() > options.max_length;
+                if truncated {
+                    ids.truncate(options.max_length);
+                    labels.truncate(options.max_length);
+                }
+                let example = Example {
+                    ids,
+                    labels,
+                    line,
+                    segments: Vec::new(),
+                };
+                if example.trained_tokens() == 0 {
+                    return Err(bad(
+                        "no tokens left to train on (empty answer, or cut by data.max_length)"
+                            .into(),
+                    ));
+                }
+                Ok(Scanned { example, truncated })
+            })
+            .collect();
+        done.into_iter().for_each(&mut *sink);
+        Ok(())
+    };
+    let (format, _) = for_each_row(path, options.format, &options.columns, |n, row| {
+        pending.push((n, row));
+        if pending.len() >= CHUNK
+            && let Err(e) = flush(&mut pending, unit, &mut sink)
+        {
+            failure = Some(e);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    flush(&mut pending, unit, &mut sink)?;
+    Ok(ScanSummary { format, warnings })
 }
 
 /// Reads, renders and tokenizes every row of `path`.
 pub fn load_dataset(
     path: &Path,
     tokenizer: &TextTokenizer,
-    options: LoadOptions,
+    options: &LoadOptions,
 ) -> Result<Dataset, DataError> {
-    let (rows, mut errors, format) = read_rows(path, options.format)?;
-    let total = rows.len() + errors.len();
-    let mut out = Dataset {
-        format: Some(format),
-        ..Dataset::default()
-    };
-    for (line, row) in rows {
-        match render_row(&row, tokenizer, options.train_on) {
-            Ok((mut ids, mut labels)) => {
-                if ids.len() > options.max_length {
-                    ids.truncate(options.max_length);
-                    labels.truncate(options.max_length);
-                    out.truncated += 1;
-                }
-                let ex = Example { ids, labels, line };
-                if ex.trained_tokens() == 0 {
-                    errors.push(RowError {
-                        file: path.to_path_buf(),
-                        line,
-                        reason:
-                            "no tokens left to train on (empty answer, or cut by data.max_length)"
-                                .into(),
-                    });
-                } else {
-                    out.examples.push(ex);
-                }
-            }
-            Err(e) => errors.push(RowError {
-                file: path.to_path_buf(),
-                line,
-                reason: e.to_string(),
-            }),
+    let mut out = Dataset::default();
+    let mut errors = Vec::new();
+    let summary = scan(path, tokenizer, options, |r| match r {
+        Ok(s) => {
+            out.truncated += usize::from(s.truncated);
+            out.examples.push(s.example);
         }
-    }
-    errors.sort_by_key(|e| e.line);
+        Err(e) => errors.push(e),
+    })?;
+    out.format = Some(summary.format);
+    out.warnings = summary.warnings;
+    let total = out.examples.len() + errors.len();
     if out.examples.is_empty() {
         return Err(DataError::Empty {
             path: path.to_path_buf(),

@@ -1,6 +1,10 @@
 //! Rows -> token ids and labels. Chat masks come from rendering the
-//! conversation prefix by prefix, so they are exact at token level for any
-//! template whose renderings extend one another.
+//! conversation prefix by prefix: the text added by each assistant turn is
+//! located by rendering the conversation before it (with the generation
+//! prompt) and through it, and the tokens of the full rendering that start
+//! inside that text are trained on, up to and including the end-of-turn
+//! token. This is exact for any template whose renderings extend one
+//! another, and needs no guessing at role markers.
 
 use super::{IGNORE, Row, TrainOn};
 use crate::tokenizer::{ChatMessage, TextTokenizer, TokenizerError};
@@ -62,25 +66,46 @@ fn chat(
     tokenizer: &TextTokenizer,
     train_on: TrainOn,
 ) -> Result<(Vec<u32>, Vec<i64>), RenderError> {
-    let (_, ids) = tokenizer.encode_chat(messages, false)?;
+    let full = tokenizer.apply_chat_template(messages, false)?;
     if train_on == TrainOn::All {
+        let ids = tokenizer.encode(&full, false)?;
         let labels = labels_from(&ids, |_| true);
         return Ok((ids, labels));
     }
-    let mut trained = vec![false; ids.len()];
+    // Byte ranges of the full rendering that each assistant turn adds.
+    let mut answers = Vec::new();
     for (turn, m) in messages.iter().enumerate() {
         if m.role != "assistant" {
             continue;
         }
-        let (_, before) = tokenizer.encode_chat(&messages[..turn], true)?;
-        let (_, through) = tokenizer.encode_chat(&messages[..=turn], false)?;
-        let stable = ids.starts_with(&through) && through.starts_with(&before);
-        if !stable {
+        let before = tokenizer.apply_chat_template(&messages[..turn], true)?;
+        let through = tokenizer.apply_chat_template(&messages[..=turn], false)?;
+        if !full.starts_with(&through) || !through.starts_with(&before) {
             return Err(RenderError::NotPrefixStable { turn });
         }
-        for t in &mut trained[before.len()..through.len()] {
+        answers.push(before.len()..through.len());
+    }
+    let (ids, offsets) = tokenizer.encode_with_offsets(&full, false)?;
+    let stops = tokenizer.stop_ids();
+    let mut trained = vec![false; ids.len()];
+    let mut first = 0;
+    for range in answers {
+        while first < ids.len() && offsets[first].0 < range.start {
+            first += 1;
+        }
+        let mut end = first;
+        while end < ids.len() && offsets[end].0 < range.end {
+            end += 1;
+        }
+        // The turn's text may go on past its end-of-turn token (ChatML's
+        // newline); the model must learn to stop, not what follows.
+        if let Some(last_stop) = (first..end).rev().find(|&i| stops.contains(&ids[i])) {
+            end = last_stop + 1;
+        }
+        for t in &mut trained[first..end] {
             *t = true;
         }
+        first = end;
     }
     let labels = labels_from(&ids, |i| trained[i]);
     Ok((ids, labels))

@@ -1,11 +1,14 @@
-//! JSONL rows -> conversations, with the schema detected from the keys.
+//! Records -> rows of a schema (alpaca, messages, ShareGPT, prompt/
+//! completion, text), detected from the field names or configured.
 
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::{DataError, Format, RowError};
+use super::source::{FileKind, Unit, for_each_record};
+use super::{DataError, Format};
 use crate::tokenizer::ChatMessage;
 
 /// One row, schema resolved.
@@ -19,82 +22,92 @@ pub enum Row {
     Text(String),
 }
 
-/// Reads every line of a JSONL file. Returns the good rows with their line
-/// numbers, the bad ones with reasons, and the schema used.
-#[allow(clippy::type_complexity)]
-pub fn read_rows(
+/// Known field names, which `data.columns` may map from other names.
+pub const CANONICAL_FIELDS: &[&str] = &[
+    "instruction",
+    "input",
+    "output",
+    "system",
+    "messages",
+    "conversations",
+    "role",
+    "content",
+    "from",
+    "value",
+    "prompt",
+    "completion",
+    "text",
+];
+
+/// Fields that live inside the items of a conversation list.
+const ITEM_FIELDS: &[&str] = &["role", "content", "from", "value"];
+
+/// Streams the rows of `path` through `f` with their line (or row) numbers:
+/// a parsed row, or the reason it is bad. `columns` maps our field names to
+/// the file's. Returns the schema used and how rows are numbered.
+pub fn for_each_row(
     path: &Path,
     format: Format,
-) -> Result<(Vec<(usize, Row)>, Vec<RowError>, Format), DataError> {
-    let io = |source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut reader = BufReader::new(file);
+    columns: &BTreeMap<String, String>,
+    mut f: impl FnMut(usize, Result<Row, String>) -> ControlFlow<()>,
+) -> Result<(Format, Unit), DataError> {
+    let kind = FileKind::of(path)?;
     let mut format = format;
-    let mut rows = Vec::new();
-    let mut errors = Vec::new();
-    let mut buf = Vec::new();
-    let mut line = 0usize;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(io)? == 0 {
-            break;
-        }
-        line += 1;
-        let bad = |reason: String| RowError {
-            file: path.to_path_buf(),
-            line,
-            reason,
-        };
-        let Ok(text) = std::str::from_utf8(&buf) else {
-            errors.push(bad("not valid UTF-8".into()));
-            continue;
-        };
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let obj = match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(o)) => o,
-            Ok(_) => {
-                errors.push(bad("expected a JSON object".into()));
-                continue;
-            }
-            Err(e) => {
-                errors.push(bad(format!("invalid JSON: {e}")));
-                continue;
+    let mut first_problem: Option<String> = None;
+    for_each_record(path, kind, |n, record| {
+        let mut obj = match record {
+            Ok(obj) => obj,
+            Err(reason) => {
+                first_problem.get_or_insert_with(|| reason.clone());
+                return f(n, Err(reason));
             }
         };
+        rename_columns(&mut obj, columns);
         if format == Format::Auto {
             match detect(&obj) {
-                Some(f) => format = f,
+                Some(found) => format = found,
                 None => {
-                    errors.push(bad(format!(
-                        "cannot tell the format from the keys {:?}; expected alpaca \
-                         (instruction/output), messages, prompt/completion or text",
+                    let reason = format!(
+                        "cannot tell the format from the fields {:?}; expected alpaca \
+                         (instruction/output), messages, conversations, prompt/completion or \
+                         text; set data.format, or map your names with data.columns",
                         obj.keys().collect::<Vec<_>>()
-                    )));
-                    continue;
+                    );
+                    first_problem.get_or_insert_with(|| reason.clone());
+                    return f(n, Err(reason));
                 }
             }
         }
-        match parse(&obj, format) {
-            Ok(row) => rows.push((line, row)),
-            Err(reason) => errors.push(bad(reason)),
-        }
-    }
+        f(n, parse(&obj, format))
+    })?;
     if format == Format::Auto {
         return Err(DataError::UnknownFormat {
             path: path.to_path_buf(),
-            reason: errors
-                .first()
-                .map(|e| e.reason.clone())
-                .unwrap_or_else(|| "the file has no rows".into()),
+            reason: first_problem.unwrap_or_else(|| "the file has no rows".into()),
         });
     }
-    Ok((rows, errors, format))
+    Ok((format, kind.unit()))
+}
+
+/// Moves each mapped field to our name, at the top level and, for the
+/// role/content names, inside conversation items.
+fn rename_columns(obj: &mut Map<String, Value>, columns: &BTreeMap<String, String>) {
+    for (ours, theirs) in columns {
+        if ITEM_FIELDS.contains(&ours.as_str()) {
+            for list in ["messages", "conversations"] {
+                if let Some(Value::Array(items)) = obj.get_mut(list) {
+                    for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                        if let Some(v) = item.remove(theirs) {
+                            item.insert(ours.clone(), v);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(v) = obj.remove(theirs) {
+            obj.insert(ours.clone(), v);
+        }
+    }
 }
 
 fn detect(obj: &Map<String, Value>) -> Option<Format> {

@@ -89,9 +89,11 @@ impl KvCache {
 
 /// Per-forward context shared by all layers.
 struct Step<'a> {
-    cos: Tensor<2>,
-    sin: Tensor<2>,
-    /// Additive mask [1, 1, len, past+len], absent when nothing is masked.
+    /// [batch or 1, 1, len, head_dim]
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+    /// Additive mask [batch or 1, 1, len, past+len], absent when nothing is
+    /// masked.
     mask: Option<Tensor<4>>,
     cache: Option<&'a mut KvCache>,
 }
@@ -161,6 +163,41 @@ impl DecoderLayer {
     }
 }
 
+/// Token layout of a batch of packed sequences, row-major [batch, len].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packing {
+    /// Position of each token within its own example.
+    pub positions: Vec<usize>,
+    /// Which example of its row each token belongs to; tokens attend only
+    /// within their example.
+    pub segments: Vec<u32>,
+}
+
+/// Block-diagonal causal mask [batch, 1, len, len] of packed rows.
+fn packed_mask(
+    packing: &Packing,
+    [batch, len]: [usize; 2],
+    window: Option<usize>,
+    device: &Device,
+) -> Tensor<4> {
+    let mut data = vec![0f32; batch * len * len];
+    for b in 0..batch {
+        let seg = &packing.segments[b * len..(b + 1) * len];
+        let pos = &packing.positions[b * len..(b + 1) * len];
+        for i in 0..len {
+            for j in 0..len {
+                let hidden = j > i
+                    || seg[j] != seg[i]
+                    || window.is_some_and(|w| pos[i] - pos[j].min(pos[i]) >= w);
+                if hidden {
+                    data[(b * len + i) * len + j] = -1e30;
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [batch, 1, len, len]), device)
+}
+
 /// The additive causal mask for `len` new positions after `past` cached
 /// ones, with an optional sliding window (Mistral): query i sees key j when
 /// j <= i and i - j < window.
@@ -224,12 +261,47 @@ impl CausalLm {
         let past = cache.as_ref().map_or(0, |c| c.len);
         let (cos, sin) = self.positions.rope.tables(past, len, &device);
         let mask = causal_mask(past, len, self.positions.sliding_window, &device);
-        let mut step = Step {
-            cos,
-            sin,
-            mask,
-            cache,
-        };
+        self.run_layers(
+            tokens,
+            Step {
+                cos,
+                sin,
+                mask,
+                cache,
+            },
+        )
+    }
+
+    /// Final hidden states of packed sequences: each token attends only to
+    /// the earlier tokens of its own example and is rotated by its position
+    /// within that example, so a packed row computes exactly what its
+    /// examples compute one by one.
+    pub fn hidden_states_packed(&self, tokens: Tensor<2, Int>, packing: &Packing) -> Tensor<3> {
+        let device = tokens.device();
+        let [batch, len] = tokens.dims();
+        let (cos, sin) = self
+            .positions
+            .rope
+            .tables_at(&packing.positions, [batch, len], &device);
+        let mask = packed_mask(
+            packing,
+            [batch, len],
+            self.positions.sliding_window,
+            &device,
+        );
+        self.run_layers(
+            tokens,
+            Step {
+                cos,
+                sin,
+                mask: Some(mask),
+                cache: None,
+            },
+        )
+    }
+
+    fn run_layers(&self, tokens: Tensor<2, Int>, mut step: Step) -> Tensor<3> {
+        let [_, len] = tokens.dims();
         let mut x = embedding(self.embed_tokens.val(), tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, i, &mut step);

@@ -12,6 +12,6 @@ mod weights;
 pub(crate) use config::token_ids as config_token_ids;
 pub use config::{ModelConfig, ModelType, RopeScaling};
 pub use error::ModelError;
-pub use llama::{CausalLm, KvCache};
+pub use llama::{CausalLm, KvCache, Packing};
 pub use summary::ModelSummary;
 pub use weights::{TensorInfo, WeightSource};

@@ -54,14 +54,27 @@ impl Rope {
         }
     }
 
-    /// cos and sin tables of shape [len, head_dim] for positions
+    /// cos and sin tables of shape [1, 1, len, head_dim] for positions
     /// `offset..offset+len`.
-    pub fn tables(&self, offset: usize, len: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    pub fn tables(&self, offset: usize, len: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let positions: Vec<usize> = (offset..offset + len).collect();
+        self.tables_at(&positions, [1, len], device)
+    }
+
+    /// cos and sin tables of shape [batch, 1, len, head_dim] for the
+    /// position of each token (`positions` is [batch, len] row-major;
+    /// packed sequences restart at 0 for each example).
+    pub fn tables_at(
+        &self,
+        positions: &[usize],
+        [batch, len]: [usize; 2],
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<4>) {
         let half = self.inv_freq.len();
         let dim = 2 * half;
-        let mut cos = Vec::with_capacity(len * dim);
-        let mut sin = Vec::with_capacity(len * dim);
-        for pos in offset..offset + len {
+        let mut cos = Vec::with_capacity(positions.len() * dim);
+        let mut sin = Vec::with_capacity(positions.len() * dim);
+        for &pos in positions {
             let start = cos.len();
             for &f in &self.inv_freq {
                 // The angle is an f32 product in transformers as well.
@@ -73,22 +86,21 @@ impl Rope {
             sin.extend_from_within(start..start + half);
         }
         (
-            Tensor::from_data(TensorData::new(cos, [len, dim]), device),
-            Tensor::from_data(TensorData::new(sin, [len, dim]), device),
+            Tensor::from_data(TensorData::new(cos, [batch, 1, len, dim]), device),
+            Tensor::from_data(TensorData::new(sin, [batch, 1, len, dim]), device),
         )
     }
 }
 
-/// Applies rope to `x` of shape [batch, heads, len, head_dim].
-pub fn apply(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
-    let [_, _, len, dim] = x.dims();
+/// Applies rope to `x` of shape [batch, heads, len, head_dim] with tables
+/// of shape [batch or 1, 1, len, head_dim].
+pub fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let [_, _, _, dim] = x.dims();
     let half = dim / 2;
     let x1 = x.clone().narrow(3, 0, half);
     let x2 = x.clone().narrow(3, half, half);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    let cos = cos.clone().reshape([1, 1, len, dim]);
-    let sin = sin.clone().reshape([1, 1, len, dim]);
-    x * cos + rotated * sin
+    x * cos.clone() + rotated * sin.clone()
 }
 
 #[cfg(test)]

@@ -9,11 +9,15 @@ use std::path::Path;
 use serde_json::Value;
 
 pub use error::TokenizerError;
-pub use template::{ChatMessage, ChatTemplate};
+pub use template::{CHATML_TEMPLATE, ChatMessage, ChatTemplate};
 
 use crate::model::ModelConfig;
 
+/// Byte range `(start, end)` of the text a token came from.
+pub type Offsets = (usize, usize);
+
 /// A model's tokenizer plus what transformers reads beside it.
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     bos_token: Option<String>,
@@ -110,6 +114,21 @@ impl TextTokenizer {
             })
     }
 
+    /// Token ids of `text` with the byte range of `text` each came from
+    /// (special tokens included).
+    pub fn encode_with_offsets(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<(Vec<u32>, Vec<Offsets>), TokenizerError> {
+        self.inner
+            .encode(text, add_special_tokens)
+            .map(|e| (e.get_ids().to_vec(), e.get_offsets().to_vec()))
+            .map_err(|e| TokenizerError::Encode {
+                reason: e.to_string(),
+            })
+    }
+
     /// Text of `ids`.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizerError> {
         self.inner
@@ -157,6 +176,24 @@ impl TextTokenizer {
     }
 
     /// Ids that end generation.
+    /// Renders chats with `source` if the model brought no template of its
+    /// own; returns whether it did.
+    pub fn use_fallback_template(&mut self, source: &str) -> bool {
+        if self.template.is_some() {
+            return false;
+        }
+        self.template = Some(ChatTemplate::new(source.to_string()));
+        // A turn of the fallback ends with its end-of-turn token: answers
+        // are trained up to it and generation stops at it.
+        if source == CHATML_TEMPLATE
+            && let Some(id) = self.inner.token_to_id("<|im_end|>")
+            && !self.stop_ids.contains(&id)
+        {
+            self.stop_ids.push(id);
+        }
+        true
+    }
+
     pub fn stop_ids(&self) -> &[u32] {
         &self.stop_ids
     }

@@ -2,6 +2,8 @@
 //! configures Jinja2 for `apply_chat_template`.
 
 use minijinja::value::{Kwargs, Value};
+use std::sync::Arc;
+
 use minijinja::{Environment, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
@@ -24,11 +26,19 @@ impl ChatMessage {
     }
 }
 
-/// A model's Jinja chat template.
+/// A model's Jinja chat template, compiled once.
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
     source: String,
+    /// The environment holding the compiled template, or the syntax error.
+    compiled: Result<Arc<Environment<'static>>, String>,
 }
+
+/// The ChatML layout (`<|im_start|>role\ncontent<|im_end|>\n`), used for
+/// models whose tokenizer has no chat template.
+pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+const NAME: &str = "chat_template";
 
 /// Marker prefix so a `raise_exception` from the template can be told apart
 /// from a template bug.
@@ -37,7 +47,12 @@ const RAISED: &str = "raised by template: ";
 impl ChatTemplate {
     /// Wraps template source text.
     pub fn new(source: String) -> Self {
-        Self { source }
+        let mut env = environment();
+        let compiled = env
+            .add_template_owned(NAME, source.clone())
+            .map(|()| Arc::new(env))
+            .map_err(|e| format!("{e:#}"));
+        Self { source, compiled }
     }
 
     /// The template text.
@@ -53,7 +68,17 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         specials: &[(&str, &Option<String>)],
     ) -> Result<String, TokenizerError> {
-        let env = environment();
+        let env = self
+            .compiled
+            .as_ref()
+            .map_err(|reason| TokenizerError::Template {
+                reason: reason.clone(),
+            })?;
+        let template = env
+            .get_template(NAME)
+            .map_err(|e| TokenizerError::Template {
+                reason: format!("{e:#}"),
+            })?;
         let mut ctx = std::collections::BTreeMap::new();
         ctx.insert("messages", Value::from(minijinja::value::Serde(messages)));
         ctx.insert("add_generation_prompt", Value::from(add_generation_prompt));
@@ -62,7 +87,8 @@ impl ChatTemplate {
                 ctx.insert(name, Value::from(v.as_str()));
             }
         }
-        env.render_str(&self.source, Value::from(minijinja::value::Serde(&ctx)))
+        template
+            .render(Value::from(minijinja::value::Serde(&ctx)))
             .map_err(|e| match e.detail().and_then(|d| d.strip_prefix(RAISED)) {
                 Some(message) => TokenizerError::TemplateRaised {
                     message: message.to_string(),

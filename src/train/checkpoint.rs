@@ -26,7 +26,7 @@ pub struct LoopState {
     /// Optimizer steps completed.
     pub step: usize,
     pub total_steps: usize,
-    /// Data cursor: epoch and position in that epoch's shuffled order.
+    /// Data cursor: epoch, and micro-batches of that epoch done.
     pub epoch: usize,
     pub position: usize,
     /// Seed of the shuffling and dropout streams (the RNG state is a pure

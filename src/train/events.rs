@@ -26,6 +26,10 @@ pub enum TrainEvent {
         total_params: u64,
         method: String,
         backend: String,
+        /// Things the user should know before trusting the run (a fallback
+        /// chat template...).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     },
     /// One optimizer step finished.
     Step {

@@ -7,8 +7,8 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::data::IGNORE;
-use crate::model::CausalLm;
+use crate::data::{Example, IGNORE};
+use crate::model::{CausalLm, Packing};
 
 /// Padded token ids of one micro-batch and where its loss is taken.
 pub struct Batch {
@@ -23,15 +23,34 @@ pub struct Batch {
     pub trained_tokens: usize,
     /// Real (non-padding) tokens.
     pub tokens: usize,
+    /// Present when a row holds packed examples.
+    pub packing: Option<Packing>,
 }
 
 impl Batch {
     /// Pads `rows` (ids, HF-style labels) on the right with `pad_id`.
     pub fn new(rows: &[(&[u32], &[i64])], pad_id: u32, device: &Device) -> Self {
+        let rows: Vec<(&[u32], &[i64], &[u32])> = rows
+            .iter()
+            .map(|&(ids, labels)| (ids, labels, &[][..]))
+            .collect();
+        Self::build(&rows, pad_id, device)
+    }
+
+    /// A batch of examples, packed ones included.
+    pub fn from_examples(examples: &[&Example], pad_id: u32, device: &Device) -> Self {
+        let rows: Vec<(&[u32], &[i64], &[u32])> = examples
+            .iter()
+            .map(|e| (e.ids.as_slice(), e.labels.as_slice(), e.segments.as_slice()))
+            .collect();
+        Self::build(&rows, pad_id, device)
+    }
+
+    fn build(rows: &[(&[u32], &[i64], &[u32])], pad_id: u32, device: &Device) -> Self {
         let b = rows.len();
         let len = rows
             .iter()
-            .map(|(ids, _)| ids.len())
+            .map(|(ids, _, _)| ids.len())
             .max()
             .unwrap_or(1)
             .max(1);
@@ -39,7 +58,7 @@ impl Batch {
         let mut positions = Vec::new();
         let mut targets = Vec::new();
         let mut tokens = 0;
-        for (r, (row_ids, labels)) in rows.iter().enumerate() {
+        for (r, (row_ids, labels, _)) in rows.iter().enumerate() {
             tokens += row_ids.len();
             for (t, &id) in row_ids.iter().enumerate() {
                 ids[r * len + t] = id as i64;
@@ -52,20 +71,51 @@ impl Batch {
             }
         }
         let n = positions.len();
+        let packed = rows.iter().any(|(_, _, segments)| segments.len() > 1);
         Self {
             ids: Tensor::from_data(TensorData::new(ids, [b, len]), device),
             positions: Tensor::from_data(TensorData::new(positions, [n]), device),
             targets: Tensor::from_data(TensorData::new(targets, [n]), device),
             trained_tokens: n,
             tokens,
+            packing: packed.then(|| layout(rows, len)),
         }
+    }
+}
+
+/// Position within its example and example index of every token; padding
+/// forms a segment of its own.
+fn layout(rows: &[(&[u32], &[i64], &[u32])], len: usize) -> Packing {
+    let mut positions = Vec::with_capacity(rows.len() * len);
+    let mut segments = Vec::with_capacity(rows.len() * len);
+    for (ids, _, lengths) in rows {
+        let whole = [ids.len() as u32];
+        let lengths = if lengths.is_empty() {
+            &whole[..]
+        } else {
+            lengths
+        };
+        for (k, &l) in lengths.iter().enumerate() {
+            positions.extend(0..l as usize);
+            segments.extend(std::iter::repeat_n(k as u32, l as usize));
+        }
+        let pad = len - ids.len();
+        positions.extend(0..pad);
+        segments.extend(std::iter::repeat_n(u32::MAX, pad));
+    }
+    Packing {
+        positions,
+        segments,
     }
 }
 
 /// Sum of the negative log-likelihoods of the trained positions of `batch`
 /// under `model`, as a one-element tensor.
 pub fn nll_sum(model: &CausalLm, batch: &Batch) -> Tensor<1> {
-    let hidden = model.hidden_states(batch.ids.clone(), None);
+    let hidden = match &batch.packing {
+        Some(packing) => model.hidden_states_packed(batch.ids.clone(), packing),
+        None => model.hidden_states(batch.ids.clone(), None),
+    };
     let [b, t, h] = hidden.dims();
     let n = batch.trained_tokens;
     if n == 0 {

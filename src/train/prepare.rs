@@ -12,7 +12,7 @@ use super::checkpoint;
 use super::params::write_params;
 use crate::backend::{self, SelectedDevice};
 use crate::config::RunConfig;
-use crate::data::{self, Example, LoadOptions, RowError};
+use crate::data::{self, Example, RowError};
 use crate::model::{CausalLm, ModelConfig, ModelSummary};
 use crate::tokenizer::TextTokenizer;
 
@@ -25,6 +25,8 @@ pub struct Prepared {
     pub val: Vec<Example>,
     pub truncated: usize,
     pub bad_rows: Vec<RowError>,
+    /// From reading the data (a fallback chat template...).
+    pub warnings: Vec<String>,
     pub device: SelectedDevice,
     pub total_steps: usize,
     pub trainable_params: u64,
@@ -50,23 +52,34 @@ impl Prepared {
             });
         }
         let d = &config.data;
-        let options = LoadOptions {
-            format: d.format,
-            max_length: d.max_length,
-            train_on: d.train_on,
-            max_bad_fraction: d.max_bad_fraction,
-        };
-        let train_set = data::load_dataset(&d.train, &tokenizer, options)?;
+        let options = d.load_options();
+        let train_set = data::load_dataset(&d.train, &tokenizer, &options)?;
         let mut truncated = train_set.truncated;
         let mut bad_rows = train_set.errors;
+        let mut warnings = train_set.warnings;
         let (train, val) = match &d.val {
             Some(val_path) => {
-                let val_set = data::load_dataset(val_path, &tokenizer, options)?;
+                let val_set = data::load_dataset(val_path, &tokenizer, &options)?;
                 truncated += val_set.truncated;
                 bad_rows.extend(val_set.errors);
+                for w in val_set.warnings {
+                    if !warnings.contains(&w) {
+                        warnings.push(w);
+                    }
+                }
                 (train_set.examples, val_set.examples)
             }
             None => data::split(train_set.examples, d.val_fraction, d.seed)?,
+        };
+        // After the split, so no validation example shares a sequence with
+        // a training one.
+        let (train, val) = if d.packing {
+            (
+                data::pack(train, d.max_length),
+                data::pack(val, d.max_length),
+            )
+        } else {
+            (train, val)
         };
         let device = backend::select(config.model.backend.into())?;
         let t = &config.train;
@@ -92,6 +105,7 @@ impl Prepared {
             val,
             truncated,
             bad_rows,
+            warnings,
             device,
             total_steps,
             trainable_params,

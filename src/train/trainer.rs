@@ -11,7 +11,6 @@ use burn::module::Module;
 use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
 use super::TrainError;
 use super::checkpoint::{self, LoopState};
@@ -23,7 +22,7 @@ use super::prepare::Prepared;
 use super::schedule::learning_rate;
 use super::session::{Control, RunHandle};
 use super::step::optimizer_step;
-use crate::data::Example;
+use crate::data::{Example, epoch_batches};
 use crate::model::CausalLm;
 
 /// What a resumed run starts from.
@@ -113,59 +112,70 @@ impl Reporter {
     }
 }
 
-/// The shuffled order of each epoch, derived from the seed alone so that a
-/// resumed run sees the same order.
+/// Where training is in the data: the micro-batches of each epoch are a
+/// function of the seed and the epoch alone, so a resumed run sees the same
+/// order; `position` counts the micro-batches done in this epoch.
 struct Cursor {
-    n: usize,
+    lengths: Vec<usize>,
+    micro_batch: usize,
+    group_by_length: bool,
     seed: u64,
     epoch: usize,
     position: usize,
-    order: Vec<usize>,
+    batches: Vec<Vec<usize>>,
 }
 
 impl Cursor {
-    fn new(n: usize, seed: u64, epoch: usize, position: usize) -> Self {
+    fn new(
+        examples: &[Example],
+        data: &crate::config::DataSection,
+        micro_batch: usize,
+        epoch: usize,
+        position: usize,
+    ) -> Self {
         let mut c = Self {
-            n,
-            seed,
+            lengths: examples.iter().map(|e| e.ids.len()).collect(),
+            micro_batch,
+            group_by_length: data.group_by_length,
+            seed: data.seed,
             epoch,
             position,
-            order: Vec::new(),
+            batches: Vec::new(),
         };
-        c.shuffle();
+        c.plan();
         c
     }
 
-    fn shuffle(&mut self) {
-        self.order = (0..self.n).collect();
-        let mixed = self.seed ^ (self.epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.order.shuffle(&mut StdRng::seed_from_u64(mixed));
+    fn plan(&mut self) {
+        self.batches = epoch_batches(
+            &self.lengths,
+            self.micro_batch,
+            self.seed,
+            self.epoch,
+            self.group_by_length,
+        );
     }
 
     /// Indices of the next micro-batch (never straddling two epochs).
-    fn next(&mut self, size: usize) -> Vec<usize> {
-        if self.position >= self.n {
+    fn next(&mut self) -> Vec<usize> {
+        if self.position >= self.batches.len() {
             self.epoch += 1;
             self.position = 0;
-            self.shuffle();
+            self.plan();
         }
-        let end = (self.position + size).min(self.n);
-        let out = self.order[self.position..end].to_vec();
-        self.position = end;
+        let out = self.batches.get(self.position).cloned().unwrap_or_default();
+        self.position += 1;
         out
     }
 
     fn epoch_progress(&self) -> f64 {
-        self.epoch as f64 + self.position as f64 / self.n.max(1) as f64
+        self.epoch as f64 + self.position as f64 / self.batches.len().max(1) as f64
     }
 }
 
 fn batch_of(examples: &[Example], idx: &[usize], pad: u32, device: &Device) -> Batch {
-    let rows: Vec<(&[u32], &[i64])> = idx
-        .iter()
-        .map(|&i| (examples[i].ids.as_slice(), examples[i].labels.as_slice()))
-        .collect();
-    Batch::new(&rows, pad, device)
+    let rows: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
+    Batch::from_examples(&rows, pad, device)
 }
 
 /// Mean loss per trained token over `examples`, without gradients.
@@ -173,7 +183,9 @@ pub fn evaluate(model: &CausalLm, examples: &[Example], micro_batch: usize, pad:
     let model = model.valid();
     let device = model.embed_tokens.val().device();
     let (mut sum, mut count) = (0f64, 0usize);
-    let idx: Vec<usize> = (0..examples.len()).collect();
+    // Similar lengths together: less padding, same sum.
+    let mut idx: Vec<usize> = (0..examples.len()).collect();
+    idx.sort_by_key(|&i| examples[i].ids.len());
     for chunk in idx.chunks(micro_batch.max(1)) {
         let batch = batch_of(examples, chunk, pad, &device);
         sum += nll_sum(&model, &batch).into_scalar::<f32>() as f64;
@@ -239,8 +251,9 @@ fn run(
     let elapsed_before = state.elapsed_s;
     let pad = pad_id(&prepared);
     let mut cursor = Cursor::new(
-        prepared.train.len(),
-        state.seed,
+        &prepared.train,
+        &cfg.data,
+        t.micro_batch,
         state.epoch,
         state.position,
     );
@@ -256,6 +269,7 @@ fn run(
         total_params: prepared.total_params,
         method: method.name().to_string(),
         backend: prepared.device.description.clone(),
+        warnings: prepared.warnings.clone(),
     });
 
     let save = |model: &CausalLm, optim: &AdamW, state: &LoopState, reason: &str| {
@@ -343,9 +357,7 @@ fn run(
             state.step,
             prepared.total_steps,
         );
-        let micro: Vec<Vec<usize>> = (0..t.grad_accum)
-            .map(|_| cursor.next(t.micro_batch))
-            .collect();
+        let micro: Vec<Vec<usize>> = (0..t.grad_accum).map(|_| cursor.next()).collect();
         let batches: Vec<Batch> = micro
             .iter()
             .map(|idx| batch_of(&prepared.train, idx, pad, &device))
