@@ -365,3 +365,41 @@ fn an_error_inside_the_thread_becomes_a_failed_event() {
         other => panic!("expected a failed event, got {other:?}"),
     }
 }
+
+/// The validation loss before any step: with packing it must be the same
+/// mean over the same trained tokens, only computed in fewer, longer rows.
+fn first_val_loss(config: RunConfig) -> (f64, usize) {
+    let handle = Session::start(config).unwrap();
+    let mut val_rows = 0;
+    let mut first = None;
+    for event in follow(&handle, |_| {}) {
+        match event {
+            TrainEvent::Started { val_rows: n, .. } => val_rows = n,
+            TrainEvent::Eval {
+                step: 0, val_loss, ..
+            } => first = first.or(Some(val_loss)),
+            TrainEvent::Failed { message, .. } => panic!("{message}"),
+            _ => {}
+        }
+    }
+    (first.expect("an evaluation at step 0"), val_rows)
+}
+
+#[test]
+fn packed_runs_train_on_the_same_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let short = ["train.max_steps=2", "train.checkpoint_every=0"];
+    let (plain, plain_rows) = first_val_loss(quickstart(&runs, &short));
+    let mut packed_args = short.to_vec();
+    packed_args.push("data.packing=true");
+    let (packed, packed_rows) = first_val_loss(quickstart(&runs, &packed_args));
+    assert!(
+        packed_rows < plain_rows,
+        "{packed_rows} packed sequences vs {plain_rows} rows"
+    );
+    assert!(
+        (packed - plain).abs() < 1e-4 * plain,
+        "packed {packed} vs plain {plain}"
+    );
+}
