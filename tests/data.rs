@@ -465,3 +465,26 @@ proptest! {
         read_everything(tmp.path(), "array", Value::Array(values).to_string().as_bytes(), &tok);
     }
 }
+
+#[test]
+fn prompt_completion_trains_on_the_completion_and_text_on_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("pc.jsonl");
+    std::fs::write(
+        &path,
+        "{\"prompt\": \"The capital of Peru is\", \"completion\": \" Lima.\"}\n",
+    )
+    .unwrap();
+    let tok = tokenizer();
+    let r = read(&path, Some(&tok));
+    assert_eq!(r.format, Format::PromptCompletion);
+    // The completion and the end-of-sequence token (the first of
+    // generation_config.json's eos ids), nothing of the prompt.
+    assert_eq!(trained_texts(&r, 0), [" Lima.<|end_of_text|>"]);
+
+    let r = read(&fixture("notes.txt"), Some(&tok));
+    let spans = &r.tokens.as_ref().unwrap().examples[1].spans;
+    assert_eq!(spans.len(), 1);
+    assert!(spans[0].trained);
+    assert_eq!(spans[0].text, "<|begin_of_text|>The second one is short.<|end_of_text|>");
+}
