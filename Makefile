@@ -14,14 +14,19 @@ RUNS_DIR ?= $(CURDIR)/runs
 
 # The app needs WebKitGTK (+ dbus); wgpu needs a Vulkan driver (Mesa's
 # lavapipe when there is no GPU); xvfb runs the app headless; procps gives
-# the run tests `kill` for a real SIGINT.
+# the run tests `kill` for a real SIGINT; python3 + numpy & co. run
+# llama.cpp's `gguf` reader over our GGUF exports (gguf itself from PyPI).
 APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev libdbus-1-dev \
-	mesa-vulkan-drivers libvulkan1 xvfb xauth procps
+	mesa-vulkan-drivers libvulkan1 xvfb xauth procps \
+	python3 python3-pip python3-numpy python3-yaml python3-requests python3-tqdm
 
-.PHONY: run test deps lint bench fmt clean-cache
+.PHONY: run test test-gguf test-compat deps lint bench fmt clean-cache
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TUNESMITH := $(TARGET_DIR)/debug/tunesmith
+# llama.cpp's gguf package (pinned), installed beside the build, not system-wide.
+GGUF_VERSION := 0.19.0
+PY_DEPS := $(TARGET_DIR)/py-deps
 
 ## run: LoRA-train the bundled tiny model on the sample dataset, then ask the result
 # (base model first, then with the trained adapter).
@@ -40,6 +45,21 @@ run: deps
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast
+	$(MAKE) test-gguf
+
+## test-gguf: our GGUF adapters read by llama.cpp's `gguf` Python package (no torch)
+test-gguf:
+	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
+	@python3 -c "import gguf" 2>/dev/null || [ -f $(PY_DEPS)/gguf/__init__.py ] || \
+		python3 -m pip install -q --no-deps --target $(PY_DEPS) gguf==$(GGUF_VERSION)
+	rm -rf $(TARGET_DIR)/compat-gguf
+	PYTHONPATH=$(PY_DEPS) python3 tests/compat/check_gguf.py $(TUNESMITH) $(TARGET_DIR)/compat-gguf
+
+## test-compat: PEFT and merged exports loaded by transformers/PEFT, logits compared
+## (needs torch, transformers, peft: `pip install torch transformers peft gguf`)
+test-compat: test-gguf
+	rm -rf $(TARGET_DIR)/compat
+	python3 tests/compat/verify_export.py $(TUNESMITH) $(TARGET_DIR)/compat
 
 ## lint: clippy with warnings as errors
 lint:

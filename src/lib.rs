@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod config;
 pub mod data;
+pub mod export;
 pub mod fsutil;
 pub mod generate;
 pub mod logits;

@@ -52,6 +52,9 @@ enum Command {
     /// Look at datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Write a run's result as a PEFT adapter, a llama.cpp GGUF adapter or a
+    /// merged model.
+    Export(cli::export::ExportArgs),
 }
 
 #[derive(Subcommand)]
@@ -179,6 +182,7 @@ fn main() -> Result<()> {
         Command::Runs(RunsCommand::List { dir, json }) => cli::train::runs_list(dir, json),
         Command::Runs(RunsCommand::Latest { dir }) => cli::train::runs_latest(dir),
         Command::Data(DataCommand::Inspect(args)) => cli::data::inspect_cmd(args),
+        Command::Export(args) => cli::export::export_cmd(args),
     }
 }
 

@@ -486,5 +486,8 @@ fn prompt_completion_trains_on_the_completion_and_text_on_everything() {
     let spans = &r.tokens.as_ref().unwrap().examples[1].spans;
     assert_eq!(spans.len(), 1);
     assert!(spans[0].trained);
-    assert_eq!(spans[0].text, "<|begin_of_text|>The second one is short.<|end_of_text|>");
+    assert_eq!(
+        spans[0].text,
+        "<|begin_of_text|>The second one is short.<|end_of_text|>"
+    );
 }

@@ -14,4 +14,4 @@ pub use config::{ModelConfig, ModelType, RopeScaling};
 pub use error::ModelError;
 pub use llama::{CausalLm, KvCache, Packing};
 pub use summary::ModelSummary;
-pub use weights::{TensorInfo, WeightSource};
+pub use weights::{TensorInfo, WeightSource, decode_f32};

@@ -99,6 +99,11 @@ impl WeightSource {
         &self.files[info.file].0
     }
 
+    /// The stored bytes of a tensor (little-endian, its own dtype).
+    pub fn raw(&self, info: &TensorInfo) -> &[u8] {
+        &self.files[info.file].1[info.start..info.end]
+    }
+
     /// A description of where tensors are looked up, for messages.
     pub fn location(&self) -> String {
         match self.files.as_slice() {
@@ -137,29 +142,32 @@ impl WeightSource {
             });
         }
         let bytes = &self.files[info.file].1[info.start..info.end];
-        let out = match info.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(ModelError::TensorDtype {
-                    name: name.to_string(),
-                    path: path.to_path_buf(),
-                    dtype: format!("{other:?}"),
-                });
-            }
-        };
-        Ok(out)
+        decode_f32(bytes, info.dtype).ok_or_else(|| ModelError::TensorDtype {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            dtype: format!("{:?}", info.dtype),
+        })
     }
+}
+
+/// Little-endian F32, F16 or BF16 bytes widened to f32 (exactly); `None`
+/// for other dtypes.
+pub fn decode_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
 }
 
 /// The shard files named by an index, in a stable order, each checked to

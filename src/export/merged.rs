@@ -1,0 +1,288 @@
+//! Merged models: the base model's tensors with the trained update added
+//! (W + scale * B A for LoRA, the trained tensor for full fine-tuning), in
+//! the base's dtype, as an HF folder transformers loads: the base's config,
+//! tokenizer and generation files, and safetensors sharded above 4 GiB.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rayon::prelude::*;
+use safetensors::Dtype;
+use safetensors::tensor::View;
+
+use super::{ExportError, Trained};
+use crate::model::{TensorInfo, WeightSource, decode_f32};
+use crate::train::params::HostTensor;
+
+/// Largest shard written.
+const MAX_SHARD_BYTES: usize = 4 << 30;
+
+/// Files of the base folder never copied: weights (rewritten here) and
+/// pickles (never touched).
+fn skipped(name: &str) -> bool {
+    name.starts_with('.')
+        // The base model's card describes the base; ours replaces it.
+        || name == "README.md"
+        || name.ends_with(".safetensors")
+        || name == "model.safetensors.index.json"
+        || [".bin", ".pt", ".pth", ".ckpt", ".pkl", ".gguf"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+}
+
+/// How one output tensor is made.
+enum Update<'a> {
+    Keep,
+    Lora {
+        a: &'a HostTensor,
+        b: &'a HostTensor,
+        scale: f32,
+    },
+    Replace(&'a HostTensor),
+}
+
+struct Merged<'a> {
+    info: &'a TensorInfo,
+    raw: &'a [u8],
+    update: Update<'a>,
+}
+
+impl View for Merged<'_> {
+    fn dtype(&self) -> Dtype {
+        self.info.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.info.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        match &self.update {
+            Update::Keep => Cow::Borrowed(self.raw),
+            Update::Replace(t) => Cow::Owned(encode(&t.data, self.info.dtype)),
+            Update::Lora { a, b, scale } => {
+                // Only float weights get updates (checked when planning).
+                let mut w = decode_f32(self.raw, self.info.dtype).unwrap_or_default();
+                add_lora(&mut w, a, b, *scale);
+                Cow::Owned(encode(&w, self.info.dtype))
+            }
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        self.raw.len()
+    }
+}
+
+/// W (out, in) += scale * B (out, r) A (r, in), row by row in parallel.
+pub fn add_lora(w: &mut [f32], a: &HostTensor, b: &HostTensor, scale: f32) {
+    let (r, n_in) = (a.shape[0], a.shape[1]);
+    w.par_chunks_mut(n_in).enumerate().for_each(|(o, row)| {
+        for k in 0..r {
+            let coef = scale * b.data[o * r + k];
+            let a_row = &a.data[k * n_in..(k + 1) * n_in];
+            for (x, &y) in row.iter_mut().zip(a_row) {
+                *x += coef * y;
+            }
+        }
+    });
+}
+
+/// Rounds to the base dtype (round to nearest even, as torch's casts do).
+fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
+    match dtype {
+        Dtype::F16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => values
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect(),
+        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// Writes the merged folder `out`; returns notes for the report.
+pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<String>, ExportError> {
+    let base_dir = &trained.config.model.path;
+    let source = WeightSource::open(base_dir)?;
+    let scale = trained.lora_config().map_or(1.0, |c| c.scaling()) as f32;
+    let shape_error = |name: &str, reason: String| ExportError::Checkpoint {
+        path: trained.checkpoint.clone(),
+        reason: format!(
+            "{name}: {reason}; was this run trained on {}?",
+            base_dir.display()
+        ),
+    };
+    let mut updates: BTreeMap<&str, Update> = BTreeMap::new();
+    for (module, pair) in &trained.lora {
+        let name = format!("{module}.weight");
+        let (key, info) = source
+            .tensors()
+            .get_key_value(&name)
+            .ok_or_else(|| shape_error(&name, "not in the base model".into()))?;
+        let want = [pair.b.shape[0], pair.a.shape[1]];
+        if decode_f32(&[], info.dtype).is_none() {
+            return Err(shape_error(
+                &name,
+                format!(
+                    "stored as {:?}; only F32, F16 and BF16 weights can be merged",
+                    info.dtype
+                ),
+            ));
+        }
+        if info.shape != want {
+            return Err(shape_error(
+                &name,
+                format!("base shape {:?}, LoRA update {:?}", info.shape, want),
+            ));
+        }
+        updates.insert(
+            key.as_str(),
+            Update::Lora {
+                a: &pair.a,
+                b: &pair.b,
+                scale,
+            },
+        );
+    }
+    for (name, t) in &trained.full {
+        let (key, info) = source
+            .tensors()
+            .get_key_value(name)
+            .ok_or_else(|| shape_error(name, "not in the base model".into()))?;
+        if info.shape != t.shape {
+            return Err(shape_error(
+                name,
+                format!("base shape {:?}, trained {:?}", info.shape, t.shape),
+            ));
+        }
+        updates.insert(key.as_str(), Update::Replace(t));
+    }
+    // Shards in name order, each at most MAX_SHARD_BYTES.
+    let mut shards: Vec<Vec<&str>> = vec![Vec::new()];
+    let mut size = 0usize;
+    let total: usize = source.tensors().values().map(TensorInfo::bytes).sum();
+    for (name, info) in source.tensors() {
+        if size > 0 && size + info.bytes() > MAX_SHARD_BYTES {
+            shards.push(Vec::new());
+            size = 0;
+        }
+        size += info.bytes();
+        if let Some(last) = shards.last_mut() {
+            last.push(name.as_str());
+        }
+    }
+    let n = shards.len();
+    let file_name = |i: usize| {
+        if n == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{n:05}.safetensors", i + 1)
+        }
+    };
+    crate::fsutil::write_dir_atomic(out, overwrite, |dir| -> Result<(), ExportError> {
+        let mut weight_map = serde_json::Map::new();
+        for (i, names) in shards.iter().enumerate() {
+            let path = dir.join(file_name(i));
+            let views = names.iter().map(|&name| {
+                let info = &source.tensors()[name];
+                let update = updates.remove(name).unwrap_or(Update::Keep);
+                weight_map.insert(name.to_string(), file_name(i).into());
+                (
+                    name.to_string(),
+                    Merged {
+                        info,
+                        raw: source.raw(info),
+                        update,
+                    },
+                )
+            });
+            let views: Vec<(String, Merged)> = views.collect();
+            let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+            safetensors::serialize_to_file(views, Some(metadata), &path).map_err(|e| {
+                ExportError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                }
+            })?;
+            readable(&path)?;
+        }
+        if n > 1 {
+            let index = serde_json::json!({
+                "metadata": {"total_size": total},
+                "weight_map": weight_map,
+            });
+            let path = dir.join("model.safetensors.index.json");
+            std::fs::write(
+                &path,
+                serde_json::to_string_pretty(&index).unwrap_or_default(),
+            )
+            .map_err(|source| ExportError::Io { path, source })?;
+        }
+        for entry in std::fs::read_dir(base_dir).map_err(|source| ExportError::Io {
+            path: base_dir.clone(),
+            source,
+        })? {
+            let entry = entry.map_err(|source| ExportError::Io {
+                path: base_dir.clone(),
+                source,
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if skipped(&name) || !entry.path().is_file() {
+                continue;
+            }
+            std::fs::copy(entry.path(), dir.join(&name)).map_err(|source| ExportError::Io {
+                path: entry.path(),
+                source,
+            })?;
+        }
+        let card = format!(
+            "---\nbase_model: {base}\ntags: [tunesmith, merged]\n---\n\n# Merged model\n\n\
+             `{base}` with the update of Tunesmith run `{run}` added (checkpoint after step \
+             {step}: {why}). Load it like the base model:\n\n\
+             ```python\nfrom transformers import AutoModelForCausalLM\n\
+             model = AutoModelForCausalLM.from_pretrained(\"PATH\")\n```\n",
+            base = base_dir.display(),
+            run = trained.run_dir.display(),
+            step = trained.step,
+            why = trained.chosen_because,
+        );
+        let path = dir.join("README.md");
+        std::fs::write(&path, card).map_err(|source| ExportError::Io { path, source })?;
+        Ok(())
+    })?;
+    let dtypes: std::collections::BTreeSet<String> = source
+        .tensors()
+        .values()
+        .map(|i| format!("{:?}", i.dtype))
+        .collect();
+    Ok(vec![format!(
+        "{} tensors in {} ({} updated), {n} shard(s); load with \
+         AutoModelForCausalLM.from_pretrained(\"{}\")",
+        source.tensors().len(),
+        dtypes.into_iter().collect::<Vec<_>>().join("/"),
+        trained.lora.len() + trained.full.len(),
+        out.display()
+    )])
+}
+
+/// safetensors creates files readable by the owner only; a model folder is
+/// meant to be shared like the base's files.
+fn readable(path: &Path) -> Result<(), ExportError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(
+            |source| ExportError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}

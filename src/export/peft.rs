@@ -1,0 +1,132 @@
+//! HF PEFT adapters: `adapter_model.safetensors` (keys
+//! `base_model.model.<module>.lora_A.weight`, A as (r, in) and B as
+//! (out, r)), `adapter_config.json`, and a short model card.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+use serde_json::json;
+
+use super::{ExportError, Trained, f32_bytes};
+
+/// File names PEFT looks for.
+pub const WEIGHTS: &str = "adapter_model.safetensors";
+pub const CONFIG: &str = "adapter_config.json";
+
+/// Writes the adapter folder `out`; returns notes for the report.
+pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<String>, ExportError> {
+    let Some(lora) = trained.lora_config() else {
+        return Err(ExportError::NotAnAdapter {
+            method: trained.config.method.method().name().to_string(),
+            format: "peft".into(),
+        });
+    };
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = trained
+        .lora
+        .iter()
+        .flat_map(|(module, pair)| {
+            [
+                (format!("base_model.model.{module}.lora_A.weight"), &pair.a),
+                (format!("base_model.model.{module}.lora_B.weight"), &pair.b),
+            ]
+        })
+        .map(|(name, t)| (name, t.shape.clone(), f32_bytes(&t.data)))
+        .collect();
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| ExportError::Checkpoint {
+                    path: trained.checkpoint.clone(),
+                    reason: format!("{name}: {e}"),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let weights =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| ExportError::Checkpoint {
+            path: trained.checkpoint.clone(),
+            reason: e.to_string(),
+        })?;
+    let mut targets: Vec<&str> = trained
+        .lora
+        .keys()
+        .filter_map(|m| m.rsplit('.').next())
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let alpha = if lora.alpha.fract() == 0.0 {
+        json!(lora.alpha as i64)
+    } else {
+        json!(lora.alpha)
+    };
+    let config = json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": trained.config.model.path.display().to_string(),
+        "r": lora.rank,
+        "lora_alpha": alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": targets,
+        "use_rslora": lora.use_rslora,
+        "use_dora": false,
+        "rank_pattern": {},
+        "alpha_pattern": {},
+        "fan_in_fan_out": false,
+        "bias": "none",
+        "modules_to_save": null,
+        "init_lora_weights": true,
+        "inference_mode": true,
+        "layers_to_transform": null,
+        "layers_pattern": null,
+        "revision": null,
+    });
+    let config = serde_json::to_string_pretty(&config).unwrap_or_default();
+    let card = model_card(trained, lora);
+    crate::fsutil::write_dir_atomic(out, overwrite, |dir| -> Result<(), ExportError> {
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|source| ExportError::Io { path, source })
+        };
+        write(WEIGHTS, &weights)?;
+        write(CONFIG, config.as_bytes())?;
+        write("README.md", card.as_bytes())
+    })?;
+    Ok(vec![format!(
+        "load with PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(\"{}\"), \"{}\")",
+        trained.config.model.path.display(),
+        out.display()
+    )])
+}
+
+fn model_card(trained: &Trained, lora: &crate::methods::LoraConfig) -> String {
+    let base = trained.config.model.path.display();
+    let scaling = if lora.use_rslora {
+        "alpha/sqrt(r) (rsLoRA)"
+    } else {
+        "alpha/r"
+    };
+    format!(
+        "---\nlibrary_name: peft\nbase_model: {base}\ntags: [lora, tunesmith]\n---\n\n\
+         # LoRA adapter\n\n\
+         Trained with Tunesmith on `{data}`; this is the checkpoint after optimizer \
+         step {step} ({why}).\n\n\
+         - rank {r}, alpha {alpha}, scaling {scaling}, dropout {dropout}\n\
+         - target modules: {targets}\n\n\
+         ```python\n\
+         from transformers import AutoModelForCausalLM\n\
+         from peft import PeftModel\n\
+         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(\"{base}\"), \"PATH\")\n\
+         ```\n",
+        data = trained.config.data.train.display(),
+        step = trained.step,
+        why = trained.chosen_because,
+        r = lora.rank,
+        alpha = lora.alpha,
+        dropout = lora.dropout,
+        targets = lora.target_modules.join(", "),
+    )
+}

@@ -1,0 +1,210 @@
+//! What a run trained, read from one of its checkpoints and renamed from
+//! burn's module paths to Hugging Face tensor names and layouts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{CheckpointChoice, ExportError};
+use crate::config::RunConfig;
+use crate::methods::MethodConfig;
+use crate::model::ModelConfig;
+use crate::train::checkpoint::{self, LoopState};
+use crate::train::params::HostTensor;
+
+/// One LoRA pair in PEFT's layout: `a` is (r, in), `b` is (out, r).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraPair {
+    pub a: HostTensor,
+    pub b: HostTensor,
+}
+
+impl LoraPair {
+    pub fn rank(&self) -> usize {
+        self.a.shape[0]
+    }
+}
+
+/// The trained weights of one checkpoint.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub run_dir: PathBuf,
+    pub config: RunConfig,
+    pub model: ModelConfig,
+    pub checkpoint: PathBuf,
+    pub step: usize,
+    /// Why this checkpoint was chosen (for the report).
+    pub chosen_because: String,
+    /// LoRA pairs by HF module (`model.layers.0.self_attn.q_proj`).
+    pub lora: BTreeMap<String, LoraPair>,
+    /// Fully trained tensors by HF name, in HF layout.
+    pub full: BTreeMap<String, HostTensor>,
+}
+
+impl Trained {
+    /// Reads the chosen checkpoint of `run_dir`.
+    pub fn load(run_dir: &Path, choice: &CheckpointChoice) -> Result<Self, ExportError> {
+        let config = crate::train::prepare::run_config(run_dir).map_err(|e| match e {
+            crate::train::TrainError::NotARun { path } => ExportError::NotARun { path },
+            other => ExportError::Run(Box::new(other)),
+        })?;
+        let model = ModelConfig::from_dir(&config.model.path)?;
+        let all = checkpoint::list(&run_dir.join("checkpoints"));
+        let Some((last_step, last_dir)) = all.last().cloned() else {
+            return Err(ExportError::NoCheckpoints {
+                run: run_dir.to_path_buf(),
+            });
+        };
+        let available = || {
+            all.iter()
+                .map(|(s, _)| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (step, dir, chosen_because) = match choice {
+            CheckpointChoice::Last => (last_step, last_dir, "the newest checkpoint".to_string()),
+            CheckpointChoice::Step(want) => {
+                let found = all.iter().find(|(s, _)| s == want).cloned();
+                let (s, d) = found.ok_or_else(|| ExportError::UnknownCheckpoint {
+                    run: run_dir.to_path_buf(),
+                    wanted: format!("step-{want}"),
+                    available: available(),
+                })?;
+                (s, d, format!("step {s}, as asked"))
+            }
+            CheckpointChoice::Best => {
+                let state = read_state(&last_dir)?;
+                match state
+                    .best_step
+                    .and_then(|b| all.iter().find(|(s, _)| *s == b))
+                {
+                    Some((s, d)) => (
+                        *s,
+                        d.clone(),
+                        format!(
+                            "the lowest validation loss ({:.4})",
+                            state.best_val_loss.unwrap_or(f64::NAN)
+                        ),
+                    ),
+                    None => (
+                        last_step,
+                        last_dir,
+                        "the newest checkpoint (no validation loss was recorded)".to_string(),
+                    ),
+                }
+            }
+        };
+        let weights = checkpoint::read_safetensors(&dir.join(checkpoint::WEIGHTS))
+            .map_err(|e| ExportError::Run(Box::new(e)))?;
+        let mut out = Self {
+            run_dir: run_dir.to_path_buf(),
+            config,
+            model,
+            checkpoint: dir,
+            step,
+            chosen_because,
+            lora: BTreeMap::new(),
+            full: BTreeMap::new(),
+        };
+        out.rename(weights)?;
+        Ok(out)
+    }
+
+    /// The LoRA hyperparameters of the run, if it is a LoRA run.
+    pub fn lora_config(&self) -> Option<&crate::methods::lora::LoraConfig> {
+        match &self.config.method {
+            MethodConfig::Lora(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn rename(&mut self, weights: BTreeMap<String, HostTensor>) -> Result<(), ExportError> {
+        let mut halves: BTreeMap<String, (Option<HostTensor>, Option<HostTensor>)> =
+            BTreeMap::new();
+        for (name, tensor) in weights {
+            if let Some((module, part)) = name
+                .strip_suffix(".adapter.Lora.a")
+                .map(|m| (m, 'a'))
+                .or_else(|| name.strip_suffix(".adapter.Lora.b").map(|m| (m, 'b')))
+            {
+                // Ours are a [in, r] and b [r, out]: PEFT stores the
+                // transposes.
+                let t = transpose(&tensor, &name)?;
+                let slot = halves.entry(format!("model.{module}")).or_default();
+                if part == 'a' {
+                    slot.0 = Some(t);
+                } else {
+                    slot.1 = Some(t);
+                }
+                continue;
+            }
+            let (hf, transposed) = hf_name(&name);
+            let t = if transposed {
+                transpose(&tensor, &name)?
+            } else {
+                tensor
+            };
+            self.full.insert(hf, t);
+        }
+        for (module, pair) in halves {
+            match pair {
+                (Some(a), Some(b)) => {
+                    self.lora.insert(module, LoraPair { a, b });
+                }
+                _ => {
+                    return Err(ExportError::Checkpoint {
+                        path: self.checkpoint.clone(),
+                        reason: format!("{module} has only half of its LoRA pair"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_state(dir: &Path) -> Result<LoopState, ExportError> {
+    let path = dir.join(checkpoint::STATE);
+    let bytes = std::fs::read(&path).map_err(|source| ExportError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ExportError::Checkpoint {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// HF name of a trained parameter and whether its layout is the transpose
+/// of ours (linear weights are stored [in, out] here, (out, in) in HF).
+fn hf_name(path: &str) -> (String, bool) {
+    match path {
+        "embed_tokens" => ("model.embed_tokens.weight".into(), false),
+        "lm_head" => ("lm_head.weight".into(), true),
+        _ => {
+            let linear = crate::methods::LINEAR_MODULES
+                .iter()
+                .any(|m| path.ends_with(&format!("{m}.weight")));
+            (format!("model.{path}"), linear)
+        }
+    }
+}
+
+/// The transpose of a 2-D tensor.
+pub fn transpose(t: &HostTensor, name: &str) -> Result<HostTensor, ExportError> {
+    let [rows, cols] = t.shape[..] else {
+        return Err(ExportError::Checkpoint {
+            path: PathBuf::from(name),
+            reason: format!("expected a matrix, found shape {:?}", t.shape),
+        });
+    };
+    let mut data = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            data[c * rows + r] = t.data[r * cols + c];
+        }
+    }
+    Ok(HostTensor {
+        shape: vec![cols, rows],
+        data,
+    })
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""PEFT and merged exports as transformers loads them (`make test-compat`;
+needs torch, transformers and peft, so not in CI).
+
+    tests/compat/verify_export.py TUNESMITH_BINARY WORK_DIR
+
+For a Llama-style LoRA run and a Qwen2 rsLoRA run: loads the PEFT export
+with PeftModel.from_pretrained on the base model and the merged export with
+AutoModelForCausalLM.from_pretrained, and compares their logits with
+`tunesmith logits --adapter RUN` on the same tokens (max |diff| <= 1e-4).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from exports import ROOT, export, run, train
+
+TOL = 1e-4
+
+
+def ours(binary: Path, run_dir: Path, ids: list, work: Path) -> torch.Tensor:
+    cases = work / "cases.json"
+    cases.write_text(json.dumps({"cases": [{"name": "ids", "token_ids": ids}]}))
+    out = work / "logits.json"
+    run([binary, "logits", "--adapter", run_dir, "--cases", cases, "--out", out, "--backend", "cpu"])
+    return torch.tensor(json.loads(out.read_text())["cases"][0]["logits"])
+
+
+def theirs(model, ids: list) -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].float()
+
+
+def verify(binary: Path, work: Path, name: str, sets: list, base: Path) -> None:
+    run_dir = train(binary, work, name, sets, steps=20)
+    ids = [(i * 37 + 11) % 300 for i in range(32)]
+    want = ours(binary, run_dir, ids, work)
+    load = dict(dtype=torch.float32, attn_implementation="eager")
+    peft_dir = export(binary, run_dir, "peft", work / f"{name}-peft")
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, **load),
+                                     peft_dir).eval()
+    base_logits = theirs(AutoModelForCausalLM.from_pretrained(base, **load).eval(), ids)
+    moved = (want - base_logits).abs().max().item()
+    assert moved > 1e-2, f"{name}: the adapter barely changes the logits ({moved})"
+    d_peft = (theirs(peft, ids) - want).abs().max().item()
+    merged_dir = export(binary, run_dir, "merged", work / f"{name}-merged")
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, **load).eval()
+    d_merged = (theirs(merged, ids) - want).abs().max().item()
+    print(f"{name}: adapter moves logits by up to {moved:.3f}; max |diff| vs tunesmith: "
+          f"PEFT {d_peft:.2e}, merged {d_merged:.2e}")
+    assert d_peft <= TOL and d_merged <= TOL, name
+
+
+def main() -> None:
+    binary, work = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    tiny = ROOT / "assets/models/tiny-llama"
+    qwen = ROOT / "tests/fixtures/models/qwen2"
+    verify(binary, work, "llama-lora", [], tiny)
+    verify(binary, work, "qwen2-rslora",
+           [f"model.path={qwen}", "method.use_rslora=true", "method.rank=4", "method.alpha=8"],
+           qwen)
+    print("PEFT and merged exports: ok")
+
+
+if __name__ == "__main__":
+    main()
