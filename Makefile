@@ -20,7 +20,7 @@ APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev libdbus-1-dev \
 	mesa-vulkan-drivers libvulkan1 xvfb xauth procps \
 	python3 python3-pip python3-numpy python3-yaml python3-requests python3-tqdm
 
-.PHONY: run test test-gguf test-compat deps lint bench fmt clean-cache
+.PHONY: run test test-gguf test-compat test-llama-cpp deps lint bench fmt clean-cache
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TUNESMITH := $(TARGET_DIR)/debug/tunesmith
@@ -54,6 +54,13 @@ test-gguf:
 		python3 -m pip install -q --no-deps --target $(PY_DEPS) gguf==$(GGUF_VERSION)
 	rm -rf $(TARGET_DIR)/compat-gguf
 	PYTHONPATH=$(PY_DEPS) python3 tests/compat/check_gguf.py $(TUNESMITH) $(TARGET_DIR)/compat-gguf
+
+## test-llama-cpp: our GGUF adapters applied by llama.cpp itself, logits compared with ours
+## (LLAMA_CPP_SRC=path/to/llama.cpp; needs cmake, a C++ compiler, torch, transformers)
+test-llama-cpp:
+	@[ -n "$(LLAMA_CPP_SRC)" ] || { echo "set LLAMA_CPP_SRC to a llama.cpp source tree"; exit 1; }
+	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
+	python3 tests/compat/llama_cpp_adapter.py $(TUNESMITH) $(LLAMA_CPP_SRC) $(TARGET_DIR)/compat-llama-cpp
 
 ## test-compat: PEFT and merged exports loaded by transformers/PEFT, logits compared
 ## (needs torch, transformers, peft: `pip install torch transformers peft gguf`)
