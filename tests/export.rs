@@ -10,7 +10,8 @@ use safetensors::SafeTensors;
 use tunesmith::RunConfig;
 use tunesmith::export::gguf::{self, Value};
 use tunesmith::export::{
-    CheckpointChoice, ExportError, ExportFormat, ExportOptions, GgufDtype, Trained, export,
+    CheckpointChoice, ExportError, ExportFormat, ExportOptions, GgufDtype, ModelDtype, Trained,
+    export,
 };
 use tunesmith::model::WeightSource;
 use tunesmith::train::{Session, TrainEvent};
@@ -73,6 +74,7 @@ fn options(format: ExportFormat, out: PathBuf) -> ExportOptions {
         checkpoint: CheckpointChoice::Last,
         out,
         gguf_dtype: GgufDtype::F32,
+        model_dtype: ModelDtype::F16,
         overwrite: false,
     }
 }
@@ -271,6 +273,69 @@ fn lora_exports_read_back_exactly() {
         .unwrap()
         .len();
     assert!(small < std::fs::metadata(&file).unwrap().len() * 6 / 10);
+
+    // A complete llama.cpp model: every base tensor under its llama.cpp
+    // name, 2-D weights in f16 (or q8_0), merged, q rows permuted.
+    let model_file = tmp.path().join("model.gguf");
+    export(&run, &options(ExportFormat::MergedGguf, model_file.clone())).unwrap();
+    let m = gguf::File::parse(&std::fs::read(&model_file).unwrap()).unwrap();
+    assert_eq!(m.tensors.len(), base.tensors().len());
+    assert_eq!(m.get("general.type"), Some(&Value::Str("model".into())));
+    assert_eq!(
+        m.get("llama.block_count"),
+        Some(&Value::U32(config.num_layers as u32))
+    );
+    assert_eq!(
+        m.get("tokenizer.ggml.model"),
+        Some(&Value::Str("gpt2".into()))
+    );
+    let Some(Value::ArrStr(tokens)) = m.get("tokenizer.ggml.tokens") else {
+        panic!("no tokens");
+    };
+    assert_eq!(tokens.len(), config.vocab_size);
+    assert!(m.get("tokenizer.chat_template").is_some());
+    let q = m
+        .tensors
+        .iter()
+        .find(|t| t.name == "blk.1.attn_q.weight")
+        .unwrap();
+    assert_eq!(q.ty, gguf::TensorType::F16);
+    let merged_q = WeightSource::open(&merged).unwrap();
+    let info = &merged_q.tensors()["model.layers.1.self_attn.q_proj.weight"];
+    let rows: Vec<Vec<f32>> = f32s(merged_q.raw(info))
+        .chunks(info.shape[1])
+        .map(<[f32]>::to_vec)
+        .collect();
+    let want: Vec<f32> = llama_cpp_permute(&rows, config.num_heads)
+        .concat()
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_f32())
+        .collect();
+    assert_eq!(q.to_f32(), want);
+    let norm = m
+        .tensors
+        .iter()
+        .find(|t| t.name == "output_norm.weight")
+        .unwrap();
+    assert_eq!(norm.ty, gguf::TensorType::F32);
+    let mut q8 = options(ExportFormat::MergedGguf, tmp.path().join("model-q8.gguf"));
+    q8.model_dtype = ModelDtype::Q8_0;
+    export(&run, &q8).unwrap();
+    let m8 = gguf::File::parse(&std::fs::read(tmp.path().join("model-q8.gguf")).unwrap()).unwrap();
+    let q8q = m8
+        .tensors
+        .iter()
+        .find(|t| t.name == "blk.1.attn_q.weight")
+        .unwrap();
+    assert_eq!(q8q.ty, gguf::TensorType::Q8_0);
+    let exact = llama_cpp_permute(&rows, config.num_heads).concat();
+    for (block, got) in exact.chunks(32).zip(q8q.to_f32().chunks(32)) {
+        let step = block.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+        for (a, b) in block.iter().zip(got) {
+            // Half a step, plus the f16 rounding of the scale times 127.
+            assert!((a - b).abs() <= 0.57 * step + 1e-6, "{a} vs {b}");
+        }
+    }
 
     // An existing destination is not overwritten without asking.
     let err = export(&run, &options(ExportFormat::Peft, peft.clone())).unwrap_err();

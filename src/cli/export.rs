@@ -6,7 +6,9 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
-use tunesmith::export::{CheckpointChoice, ExportFormat, ExportOptions, GgufDtype, export};
+use tunesmith::export::{
+    CheckpointChoice, ExportFormat, ExportOptions, GgufDtype, ModelDtype, export,
+};
 
 /// Precision of GGUF tensors.
 #[derive(Clone, Copy, ValueEnum)]
@@ -15,16 +17,27 @@ pub enum Precision {
     F16,
 }
 
+/// Weight precision of a merged-gguf file.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModelPrecision {
+    F16,
+    Bf16,
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
 /// Arguments of `tunesmith export`.
 #[derive(Args)]
 pub struct ExportArgs {
     /// The run directory (made by `tunesmith train`).
     pub run_dir: PathBuf,
     /// peft (adapter folder for PEFT), gguf (adapter file for llama.cpp /
-    /// Ollama) or merged (full HF model folder).
+    /// Ollama), merged (full HF model folder) or merged-gguf (one llama.cpp
+    /// model file).
     #[arg(long)]
     pub format: ExportFormat,
-    /// Where to write: a folder for peft and merged, a file for gguf.
+    /// Where to write: a folder for peft and merged, a file for gguf and
+    /// merged-gguf.
     #[arg(long)]
     pub out: PathBuf,
     /// best (lowest validation loss), last, or step-N.
@@ -33,6 +46,9 @@ pub struct ExportArgs {
     /// Tensor precision of a gguf adapter.
     #[arg(long, value_enum, default_value = "f32")]
     pub gguf_dtype: Precision,
+    /// Weight precision of a merged-gguf file (norms and biases stay f32).
+    #[arg(long, value_enum, default_value = "f16")]
+    pub model_dtype: ModelPrecision,
     /// Replace --out if it exists.
     #[arg(long)]
     pub force: bool,
@@ -50,6 +66,11 @@ pub fn export_cmd(args: ExportArgs) -> Result<()> {
         gguf_dtype: match args.gguf_dtype {
             Precision::F32 => GgufDtype::F32,
             Precision::F16 => GgufDtype::F16,
+        },
+        model_dtype: match args.model_dtype {
+            ModelPrecision::F16 => ModelDtype::F16,
+            ModelPrecision::Bf16 => ModelDtype::BF16,
+            ModelPrecision::Q8_0 => ModelDtype::Q8_0,
         },
         overwrite: args.force,
     };

@@ -36,13 +36,22 @@ const T_ARR: u32 = 9;
 pub enum TensorType {
     F32,
     F16,
+    BF16,
+    /// Blocks of 32 values along the row: an f16 scale and 32 int8.
+    Q8_0,
 }
+
+/// Values per Q8_0 block, and its bytes.
+pub const Q8_BLOCK: usize = 32;
+const Q8_BYTES: usize = 34;
 
 impl TensorType {
     fn id(self) -> u32 {
         match self {
             Self::F32 => 0,
             Self::F16 => 1,
+            Self::Q8_0 => 8,
+            Self::BF16 => 30,
         }
     }
 
@@ -50,14 +59,72 @@ impl TensorType {
         match id {
             0 => Some(Self::F32),
             1 => Some(Self::F16),
+            8 => Some(Self::Q8_0),
+            30 => Some(Self::BF16),
             _ => None,
         }
     }
 
-    fn size(self) -> usize {
+    /// Bytes of `n` values (`n` a multiple of 32 for Q8_0).
+    pub fn bytes(self, n: usize) -> usize {
         match self {
-            Self::F32 => 4,
-            Self::F16 => 2,
+            Self::F32 => 4 * n,
+            Self::F16 | Self::BF16 => 2 * n,
+            Self::Q8_0 => n / Q8_BLOCK * Q8_BYTES,
+        }
+    }
+
+    /// Encodes row-major values (rows a multiple of 32 long for Q8_0).
+    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            Self::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Self::F16 => values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+            Self::BF16 => values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
+            Self::Q8_0 => {
+                let mut out = Vec::with_capacity(values.len() / Q8_BLOCK * Q8_BYTES);
+                for block in values.chunks(Q8_BLOCK) {
+                    // As ggml quantizes: scale = max|x| / 127 in f32, values
+                    // divided by it and rounded half away from zero.
+                    let d = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                    out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+                    for &v in block {
+                        let q = if d == 0.0 { 0.0 } else { (v / d).round() };
+                        out.push(q as i8 as u8);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Decodes to f32, row-major.
+    pub fn decode(self, data: &[u8]) -> Vec<f32> {
+        match self {
+            Self::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Self::F16 => data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Self::BF16 => data
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Self::Q8_0 => data
+                .chunks_exact(Q8_BYTES)
+                .flat_map(|b| {
+                    let d = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                    b[2..].iter().map(move |&q| d * f32::from(q as i8))
+                })
+                .collect(),
         }
     }
 }
@@ -80,13 +147,7 @@ impl Tensor {
         values: &[f32],
         ty: TensorType,
     ) -> Self {
-        let data = match ty {
-            TensorType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            TensorType::F16 => values
-                .iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                .collect(),
-        };
+        let data = ty.encode(values);
         Self {
             name: name.into(),
             dims: shape.iter().rev().map(|&d| d as u64).collect(),
@@ -97,18 +158,7 @@ impl Tensor {
 
     /// The values widened to f32, row-major.
     pub fn to_f32(&self) -> Vec<f32> {
-        match self.ty {
-            TensorType::F32 => self
-                .data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            TensorType::F16 => self
-                .data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-        }
+        self.ty.decode(&self.data)
     }
 
     /// Row-major shape (the reverse of `dims`).
@@ -132,34 +182,18 @@ impl File {
 
     /// Serializes the file.
     pub fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
-        let mut w = Counting { inner: out, n: 0 };
-        w.write_all(MAGIC)?;
-        w.write_all(&VERSION.to_le_bytes())?;
-        w.write_all(&(self.tensors.len() as u64).to_le_bytes())?;
-        w.write_all(&(self.metadata.len() as u64).to_le_bytes())?;
-        for (key, value) in &self.metadata {
-            write_str(&mut w, key)?;
-            write_value(&mut w, value)?;
-        }
-        let mut offset = 0usize;
-        for t in &self.tensors {
-            write_str(&mut w, &t.name)?;
-            w.write_all(&(t.dims.len() as u32).to_le_bytes())?;
-            for d in &t.dims {
-                w.write_all(&d.to_le_bytes())?;
-            }
-            w.write_all(&t.ty.id().to_le_bytes())?;
-            w.write_all(&(offset as u64).to_le_bytes())?;
-            offset = align(offset + t.data.len());
-        }
-        let pad = align(w.n) - w.n;
-        w.write_all(&vec![0u8; pad])?;
-        for t in &self.tensors {
-            w.write_all(&t.data)?;
-            let pad = align(t.data.len()) - t.data.len();
-            w.write_all(&vec![0u8; pad])?;
-        }
-        Ok(())
+        let headers: Vec<TensorHeader> = self
+            .tensors
+            .iter()
+            .map(|t| TensorHeader {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ty: t.ty,
+            })
+            .collect();
+        write_streaming(out, &self.metadata, &headers, |i| {
+            Ok(self.tensors[i].data.clone())
+        })
     }
 
     /// The file as bytes.
@@ -197,7 +231,7 @@ impl File {
                 .collect::<Result<Vec<_>, _>>()?;
             let ty_id = r.u32()?;
             let ty = TensorType::from_id(ty_id)
-                .ok_or_else(|| format!("tensor {name}: ggml type {ty_id} is not f32/f16"))?;
+                .ok_or_else(|| format!("tensor {name}: ggml type {ty_id} is not read"))?;
             let offset = r.u64()? as usize;
             infos.push((name, dims, ty, offset));
         }
@@ -205,7 +239,7 @@ impl File {
         let mut tensors = Vec::with_capacity(infos.len());
         for (name, dims, ty, offset) in infos {
             let n: u64 = dims.iter().product();
-            let len = n as usize * ty.size();
+            let len = ty.bytes(n as usize);
             let start = data_start + offset;
             let data = bytes
                 .get(start..start + len)
@@ -220,6 +254,68 @@ impl File {
         }
         Ok(Self { metadata, tensors })
     }
+}
+
+/// A tensor's descriptor, its data produced later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorHeader {
+    pub name: String,
+    /// ggml order.
+    pub dims: Vec<u64>,
+    pub ty: TensorType,
+}
+
+impl TensorHeader {
+    fn bytes(&self) -> usize {
+        self.ty.bytes(self.dims.iter().product::<u64>() as usize)
+    }
+}
+
+/// Writes a GGUF file whose tensor data `data(i)` produces one tensor at a
+/// time, so a multi-GB model never sits in memory whole.
+pub fn write_streaming(
+    out: &mut impl Write,
+    metadata: &[(String, Value)],
+    tensors: &[TensorHeader],
+    mut data: impl FnMut(usize) -> std::io::Result<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut w = Counting { inner: out, n: 0 };
+    w.write_all(MAGIC)?;
+    w.write_all(&VERSION.to_le_bytes())?;
+    w.write_all(&(tensors.len() as u64).to_le_bytes())?;
+    w.write_all(&(metadata.len() as u64).to_le_bytes())?;
+    for (key, value) in metadata {
+        write_str(&mut w, key)?;
+        write_value(&mut w, value)?;
+    }
+    let mut offset = 0usize;
+    for t in tensors {
+        write_str(&mut w, &t.name)?;
+        w.write_all(&(t.dims.len() as u32).to_le_bytes())?;
+        for d in &t.dims {
+            w.write_all(&d.to_le_bytes())?;
+        }
+        w.write_all(&t.ty.id().to_le_bytes())?;
+        w.write_all(&(offset as u64).to_le_bytes())?;
+        offset = align(offset + t.bytes());
+    }
+    let pad = align(w.n) - w.n;
+    w.write_all(&vec![0u8; pad])?;
+    for (i, t) in tensors.iter().enumerate() {
+        let bytes = data(i)?;
+        if bytes.len() != t.bytes() {
+            return Err(std::io::Error::other(format!(
+                "tensor {} has {} bytes, its header says {}",
+                t.name,
+                bytes.len(),
+                t.bytes()
+            )));
+        }
+        w.write_all(&bytes)?;
+        let pad = align(bytes.len()) - bytes.len();
+        w.write_all(&vec![0u8; pad])?;
+    }
+    Ok(())
 }
 
 fn align(n: usize) -> usize {
@@ -400,5 +496,19 @@ mod tests {
         assert_eq!(back.tensors[1].to_f32(), [0.5, -1.0, 2.0]);
         assert!(File::parse(&bytes[..bytes.len() - 30]).is_err());
         assert!(File::parse(b"GGUF\x02\0\0\0").is_err());
+    }
+
+    #[test]
+    fn q8_0_keeps_values_within_half_a_step() {
+        let values: Vec<f32> = (0..64).map(|i| ((i as f32) * 0.37).sin() * 3.0).collect();
+        let bytes = TensorType::Q8_0.encode(&values);
+        assert_eq!(bytes.len(), 68);
+        let back = TensorType::Q8_0.decode(&bytes);
+        for (block, got) in values.chunks(32).zip(back.chunks(32)) {
+            let step = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            for (a, b) in block.iter().zip(got) {
+                assert!((a - b).abs() <= 0.57 * step, "{a} vs {b}");
+            }
+        }
     }
 }

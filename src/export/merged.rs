@@ -32,7 +32,7 @@ fn skipped(name: &str) -> bool {
 }
 
 /// How one output tensor is made.
-enum Update<'a> {
+pub(super) enum Update<'a> {
     Keep,
     Lora {
         a: &'a HostTensor,
@@ -104,10 +104,13 @@ fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
     }
 }
 
-/// Writes the merged folder `out`; returns notes for the report.
-pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<String>, ExportError> {
+/// The update of every base tensor the run changed, checked against the
+/// base's names, shapes and dtypes.
+pub(super) fn plan<'a>(
+    trained: &'a Trained,
+    source: &'a WeightSource,
+) -> Result<BTreeMap<&'a str, Update<'a>>, ExportError> {
     let base_dir = &trained.config.model.path;
-    let source = WeightSource::open(base_dir)?;
     let scale = trained.lora_config().map_or(1.0, |c| c.scaling()) as f32;
     let shape_error = |name: &str, reason: String| ExportError::Checkpoint {
         path: trained.checkpoint.clone(),
@@ -161,6 +164,32 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
         }
         updates.insert(key.as_str(), Update::Replace(t));
     }
+    Ok(updates)
+}
+
+/// The merged values of one base tensor as f32 (None for a dtype that is
+/// not a float).
+pub(super) fn merged_f32(
+    info: &TensorInfo,
+    raw: &[u8],
+    update: Option<&Update>,
+) -> Option<Vec<f32>> {
+    match update {
+        Some(Update::Replace(t)) => Some(t.data.clone()),
+        Some(Update::Lora { a, b, scale }) => {
+            let mut w = decode_f32(raw, info.dtype)?;
+            add_lora(&mut w, a, b, *scale);
+            Some(w)
+        }
+        Some(Update::Keep) | None => decode_f32(raw, info.dtype),
+    }
+}
+
+/// Writes the merged folder `out`; returns notes for the report.
+pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<String>, ExportError> {
+    let base_dir = &trained.config.model.path;
+    let source = WeightSource::open(base_dir)?;
+    let mut updates = plan(trained, &source)?;
     // Shards in name order, each at most MAX_SHARD_BYTES.
     let mut shards: Vec<Vec<&str>> = vec![Vec::new()];
     let mut size = 0usize;

@@ -2,6 +2,7 @@
 //! PEFT adapters, llama.cpp GGUF LoRA adapters, and merged HF models.
 
 mod gguf_adapter;
+mod gguf_model;
 mod merged;
 mod peft;
 mod trained;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use thiserror::Error;
 
+pub use gguf_model::ModelDtype;
 pub use trained::{LoraPair, Trained};
 
 use crate::model::ModelError;
@@ -29,6 +31,8 @@ pub enum ExportFormat {
     Gguf,
     /// The base model with the update added, as an HF model folder.
     Merged,
+    /// The merged model as one llama.cpp GGUF file (f16, bf16 or q8_0).
+    MergedGguf,
 }
 
 impl std::str::FromStr for ExportFormat {
@@ -39,11 +43,15 @@ impl std::str::FromStr for ExportFormat {
             "peft" => Ok(Self::Peft),
             "gguf" => Ok(Self::Gguf),
             "merged" => Ok(Self::Merged),
-            "merged-gguf" | "ollama" => Err(format!(
-                "`{s}` is not built yet; export `merged` and convert it with llama.cpp's \
-                 convert_hf_to_gguf.py, or export `gguf` (an adapter) for llama.cpp and Ollama"
+            "merged-gguf" => Ok(Self::MergedGguf),
+            "ollama" => Err(
+                "`ollama` is not built yet; export `merged-gguf` (or `gguf`, an adapter) and \
+                 write a Modelfile with `FROM ./model.gguf`"
+                    .into(),
+            ),
+            _ => Err(format!(
+                "unknown format `{s}`; use peft, gguf, merged or merged-gguf"
             )),
-            _ => Err(format!("unknown format `{s}`; use peft, gguf or merged")),
         }
     }
 }
@@ -93,6 +101,8 @@ pub struct ExportOptions {
     /// A folder (peft, merged) or a file (gguf).
     pub out: PathBuf,
     pub gguf_dtype: GgufDtype,
+    /// Weight precision of a merged-gguf file.
+    pub model_dtype: ModelDtype,
     /// Replace `out` if it exists.
     pub overwrite: bool,
 }
@@ -153,6 +163,8 @@ pub enum ExportError {
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error(transparent)]
     Run(Box<crate::train::TrainError>),
 }
 
@@ -174,6 +186,7 @@ pub fn export(run_dir: &Path, options: &ExportOptions) -> Result<ExportReport, E
         ExportFormat::Peft => peft::write(&trained, &options.out, options.overwrite)?,
         ExportFormat::Gguf => gguf_adapter::write(&trained, options)?,
         ExportFormat::Merged => merged::write(&trained, &options.out, options.overwrite)?,
+        ExportFormat::MergedGguf => gguf_model::write(&trained, &options.out, options.model_dtype)?,
     };
     let files = list_files(&options.out);
     Ok(ExportReport {

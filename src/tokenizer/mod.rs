@@ -170,6 +170,16 @@ impl TextTokenizer {
         Ok((rendered, ids))
     }
 
+    /// The chat template's source text, if the model has one.
+    pub fn chat_template_source(&self) -> Option<&str> {
+        self.template.as_ref().map(ChatTemplate::source)
+    }
+
+    /// The id of a token string, if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// True when the folder has a chat template.
     pub fn has_chat_template(&self) -> bool {
         self.template.is_some()

@@ -10,7 +10,8 @@ general.type / general.architecture / adapter.type, adapter.lora.alpha
 stored as FLOAT32 (rsLoRA folded in), one lora_a/lora_b pair per adapted
 module under llama.cpp's names, ggml shapes [in, r] and [r, out], and data
 equal to the PEFT arrays (q/k lora_b rows permuted for the llama
-architecture only).
+architecture only). The merged-gguf exports (f16, q8_0) are read too:
+architecture, block count, vocabulary, tensor names and types.
 """
 
 import json
@@ -74,6 +75,22 @@ def check(binary: Path, work: Path, name: str, sets: list, arch: str, model_dir:
             assert np.abs(got_b - b).max() <= tol * max(1.0, np.abs(b).max()), stem
     print(f"{name}: {arch}, r={r}, alpha {want_alpha:g} in the file, "
           f"{len(tensors)} tensors checked in f32 and f16")
+    for dtype, qtype in (("f16", GGMLQuantizationType.F16), ("q8_0", GGMLQuantizationType.Q8_0)):
+        path = export(binary, run_dir, "merged-gguf", work / f"{name}-model-{dtype}.gguf",
+                      "--model-dtype", dtype)
+        reader = GGUFReader(path)
+        assert field(reader, "general.type") == (GGUFValueType.STRING, "model")
+        assert field(reader, "general.architecture") == (GGUFValueType.STRING, arch)
+        assert field(reader, f"{arch}.block_count")[1] == config["num_hidden_layers"]
+        assert len(field(reader, "tokenizer.ggml.tokens")[1]) == config["vocab_size"]
+        names = {t.name for t in reader.tensors}
+        assert "token_embd.weight" in names and "blk.0.attn_q.weight" in names, names
+        for t in reader.tensors:
+            want = GGMLQuantizationType.F32 if len(t.shape) == 1 else qtype
+            if want == GGMLQuantizationType.Q8_0 and t.shape[0] % 32:
+                want = GGMLQuantizationType.F16  # rows that do not fill Q8_0 blocks
+            assert t.tensor_type == want, (t.name, t.tensor_type)
+        print(f"{name}: merged-gguf {dtype}: {len(names)} tensors, metadata readable")
 
 
 def main() -> None:
