@@ -337,6 +337,18 @@ fn lora_exports_read_back_exactly() {
         }
     }
 
+    // Ollama: the model file and a Modelfile with the Llama 3 template.
+    let ollama = tmp.path().join("ollama");
+    export(&run, &options(ExportFormat::Ollama, ollama.clone())).unwrap();
+    assert!(ollama.join("model.gguf").is_file());
+    let modelfile = std::fs::read_to_string(ollama.join("Modelfile")).unwrap();
+    assert!(modelfile.contains("FROM ./model.gguf\n"), "{modelfile}");
+    assert!(modelfile.contains("TEMPLATE \"\"\"{{- range .Messages }}<|start_header_id|>"));
+    assert!(
+        modelfile.contains("PARAMETER stop \"<|eot_id|>\""),
+        "{modelfile}"
+    );
+
     // An existing destination is not overwritten without asking.
     let err = export(&run, &options(ExportFormat::Peft, peft.clone())).unwrap_err();
     assert!(matches!(err, ExportError::Exists { .. }), "{err}");

@@ -32,12 +32,12 @@ pub struct ExportArgs {
     /// The run directory (made by `tunesmith train`).
     pub run_dir: PathBuf,
     /// peft (adapter folder for PEFT), gguf (adapter file for llama.cpp /
-    /// Ollama), merged (full HF model folder) or merged-gguf (one llama.cpp
-    /// model file).
+    /// Ollama), merged (full HF model folder), merged-gguf (one llama.cpp
+    /// model file) or ollama (merged-gguf + Modelfile).
     #[arg(long)]
     pub format: ExportFormat,
-    /// Where to write: a folder for peft and merged, a file for gguf and
-    /// merged-gguf.
+    /// Where to write: a folder for peft, merged and ollama, a file for
+    /// gguf and merged-gguf.
     #[arg(long)]
     pub out: PathBuf,
     /// best (lowest validation loss), last, or step-N.
@@ -46,7 +46,8 @@ pub struct ExportArgs {
     /// Tensor precision of a gguf adapter.
     #[arg(long, value_enum, default_value = "f32")]
     pub gguf_dtype: Precision,
-    /// Weight precision of a merged-gguf file (norms and biases stay f32).
+    /// Weight precision of a merged-gguf / ollama model (norms and biases
+    /// stay f32).
     #[arg(long, value_enum, default_value = "f16")]
     pub model_dtype: ModelPrecision,
     /// Replace --out if it exists.

@@ -4,6 +4,7 @@
 mod gguf_adapter;
 mod gguf_model;
 mod merged;
+mod ollama;
 mod peft;
 mod trained;
 
@@ -33,6 +34,8 @@ pub enum ExportFormat {
     Merged,
     /// The merged model as one llama.cpp GGUF file (f16, bf16 or q8_0).
     MergedGguf,
+    /// A folder with the merged GGUF model and an Ollama Modelfile.
+    Ollama,
 }
 
 impl std::str::FromStr for ExportFormat {
@@ -44,13 +47,9 @@ impl std::str::FromStr for ExportFormat {
             "gguf" => Ok(Self::Gguf),
             "merged" => Ok(Self::Merged),
             "merged-gguf" => Ok(Self::MergedGguf),
-            "ollama" => Err(
-                "`ollama` is not built yet; export `merged-gguf` (or `gguf`, an adapter) and \
-                 write a Modelfile with `FROM ./model.gguf`"
-                    .into(),
-            ),
+            "ollama" => Ok(Self::Ollama),
             _ => Err(format!(
-                "unknown format `{s}`; use peft, gguf, merged or merged-gguf"
+                "unknown format `{s}`; use peft, gguf, merged, merged-gguf or ollama"
             )),
         }
     }
@@ -187,6 +186,12 @@ pub fn export(run_dir: &Path, options: &ExportOptions) -> Result<ExportReport, E
         ExportFormat::Gguf => gguf_adapter::write(&trained, options)?,
         ExportFormat::Merged => merged::write(&trained, &options.out, options.overwrite)?,
         ExportFormat::MergedGguf => gguf_model::write(&trained, &options.out, options.model_dtype)?,
+        ExportFormat::Ollama => ollama::write(
+            &trained,
+            &options.out,
+            options.model_dtype,
+            options.overwrite,
+        )?,
     };
     let files = list_files(&options.out);
     Ok(ExportReport {
