@@ -5,6 +5,7 @@
 //! The CLI (`src/main.rs`) and the desktop app (`src-tauri/`) are thin front
 //! ends over this library.
 
+pub mod advisor;
 pub mod backend;
 pub mod config;
 pub mod data;
