@@ -403,3 +403,55 @@ fn packed_runs_train_on_the_same_tokens() {
         "packed {packed} vs plain {plain}"
     );
 }
+
+#[test]
+fn the_advisor_stops_a_run_that_stopped_learning_and_best_is_exported() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A learning rate far too high saturates the tiny model within a few
+    // steps: the loss freezes, validation stops improving.
+    let config = quickstart(
+        &tmp.path().join("runs"),
+        &[
+            "train.learning_rate=100",
+            "train.max_grad_norm=0",
+            "train.max_steps=60",
+            "train.eval_every=5",
+            "early_stopping.plateau=\"stop\"",
+        ],
+    );
+    let handle = Session::start(config).unwrap();
+    let events = follow(&handle, |_| {});
+    let advice: Vec<&tunesmith::advisor::Advice> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Advice(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let stop = advice
+        .iter()
+        .find(|a| a.stops)
+        .expect("the advisor stopped the run");
+    assert_eq!(stop.rule, tunesmith::advisor::Rule::Plateau);
+    let tunesmith::advisor::Action::KeepBest { best_step } = stop.action else {
+        panic!("{:?}", stop.action);
+    };
+    let Some(TrainEvent::Finished { step, reason, .. }) = events.last() else {
+        panic!("{events:?}");
+    };
+    assert!(*step < 60, "stopped early, at {step}");
+    assert!(
+        reason.starts_with("stopped by the advisor (Plateau)"),
+        "{reason}"
+    );
+    let run = events
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::Started { run_dir, .. } => Some(run_dir.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let trained =
+        tunesmith::export::Trained::load(&run, &tunesmith::export::CheckpointChoice::Best).unwrap();
+    assert_eq!(trained.step, best_step);
+}

@@ -309,8 +309,14 @@ impl Advisor {
     }
 }
 
+/// The finite numbers among `pairs` (JSON has no NaN; the message names
+/// the non-finite ones).
 fn numbers(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
-    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    pairs
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect()
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {

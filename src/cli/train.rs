@@ -244,5 +244,12 @@ fn show(event: &TrainEvent, bar: &mut Option<ProgressBar>, run_dir: &Path) {
         TrainEvent::Failed { step, message } => {
             print(bar, format!("failed at step {step}: {message}"))
         }
+        TrainEvent::Advice(a) => print(
+            bar,
+            format!(
+                "advice    [{:?}] step {}: {}",
+                a.severity, a.step, a.message
+            ),
+        ),
     }
 }

@@ -23,6 +23,8 @@ pub struct RunConfig {
     pub method: MethodConfig,
     pub train: TrainSection,
     pub output: OutputSection,
+    /// The advisor's rules (docs/advisor.md).
+    pub early_stopping: crate::advisor::AdvisorConfig,
 }
 
 /// `[model]`.

@@ -72,6 +72,8 @@ pub enum TrainEvent {
         best_step: Option<usize>,
         elapsed_s: f64,
     },
+    /// The advisor spoke (docs/advisor.md); `stops` says the run ends here.
+    Advice(crate::advisor::Advice),
     /// The run failed; what was checkpointed so far is kept.
     Failed { step: usize, message: String },
 }

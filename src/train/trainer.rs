@@ -22,6 +22,7 @@ use super::prepare::Prepared;
 use super::schedule::learning_rate;
 use super::session::{Control, RunHandle};
 use super::step::optimizer_step;
+use crate::advisor::{Advice, Advisor, Rule};
 use crate::data::{Example, epoch_batches};
 use crate::model::CausalLm;
 
@@ -40,6 +41,8 @@ pub(super) fn spawn(prepared: Prepared, run_dir: PathBuf, resume: Option<Resume>
         tx: etx,
         metrics: run_dir.join("metrics.jsonl"),
         last_step: std::sync::atomic::AtomicUsize::new(0),
+        advisor: std::sync::Mutex::new(Advisor::new(prepared.config.early_stopping.clone())),
+        stop: std::sync::Mutex::new(None),
     };
     let dir = run_dir.clone();
     let thread = std::thread::Builder::new()
@@ -83,10 +86,41 @@ struct Reporter {
     metrics: PathBuf,
     /// Last completed step, for the Failed event.
     last_step: std::sync::atomic::AtomicUsize,
+    /// Reads every step and evaluation.
+    advisor: std::sync::Mutex<Advisor>,
+    /// Set when advice says the run must end.
+    stop: std::sync::Mutex<Option<Advice>>,
 }
 
 impl Reporter {
+    /// Emits `event`, then whatever the advisor says about it.
     fn emit(&self, event: TrainEvent) {
+        let advice = match &event {
+            TrainEvent::Step { .. } | TrainEvent::Eval { .. } => self
+                .advisor
+                .lock()
+                .map(|mut a| a.observe(&event))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        self.send(event);
+        for a in advice {
+            if a.stops
+                && let Ok(mut stop) = self.stop.lock()
+                && stop.is_none()
+            {
+                *stop = Some(a.clone());
+            }
+            self.send(TrainEvent::Advice(a));
+        }
+    }
+
+    /// The advice that ends the run, if any.
+    fn stop_advice(&self) -> Option<Advice> {
+        self.stop.lock().ok().and_then(|s| s.clone())
+    }
+
+    fn send(&self, event: TrainEvent) {
         if let TrainEvent::Step { step, .. }
         | TrainEvent::Started {
             start_step: step, ..
@@ -397,24 +431,42 @@ fn run(
         } else if !last && t.checkpoint_every > 0 && state.step.is_multiple_of(t.checkpoint_every) {
             save(&model, &optim, &state, "interval")?;
         }
+        if reporter.stop_advice().is_some() {
+            break;
+        }
     }
+    let advised = reporter.stop_advice();
 
     state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-    let final_val = if stopped {
+    let diverged = advised.as_ref().is_some_and(|a| a.rule == Rule::Divergence);
+    let final_val = if stopped || advised.is_some() {
         None
     } else {
         eval(&model, &mut state);
         state.last_val_loss
     };
-    save(
-        &model,
-        &optim,
-        &state,
-        if stopped { "stopped" } else { "final" },
-    )?;
+    // Diverged weights are not worth a checkpoint: the last good one stays
+    // the newest, which is the roll-back.
+    if !diverged {
+        save(
+            &model,
+            &optim,
+            &state,
+            if stopped || advised.is_some() {
+                "stopped"
+            } else {
+                "final"
+            },
+        )?;
+    }
+    let reason = match &advised {
+        Some(a) => format!("stopped by the advisor ({:?}): {}", a.rule, a.message),
+        None if stopped => "stopped".into(),
+        None => "completed".into(),
+    };
     reporter.emit(TrainEvent::Finished {
         step: state.step,
-        reason: if stopped { "stopped" } else { "completed" }.into(),
+        reason,
         final_val_loss: final_val,
         best_val_loss: state.best_val_loss,
         best_step: state.best_step,
