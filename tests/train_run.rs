@@ -404,34 +404,52 @@ fn packed_runs_train_on_the_same_tokens() {
     );
 }
 
-#[test]
-fn the_advisor_stops_a_run_that_stopped_learning_and_best_is_exported() {
+/// What `advised_run` returns: the temporary folder (kept alive), the
+/// events, the advice that stopped the run, and the run directory.
+type Advised = (
+    tempfile::TempDir,
+    Vec<TrainEvent>,
+    tunesmith::advisor::Advice,
+    PathBuf,
+);
+
+/// A saturating run (learning rate 100) with extra overrides.
+fn advised_run(extra: &[&str]) -> Advised {
     let tmp = tempfile::tempdir().unwrap();
-    // A learning rate far too high saturates the tiny model within a few
-    // steps: the loss freezes, validation stops improving.
-    let config = quickstart(
-        &tmp.path().join("runs"),
-        &[
-            "train.learning_rate=100",
-            "train.max_grad_norm=0",
-            "train.max_steps=60",
-            "train.eval_every=5",
-            "early_stopping.plateau=\"stop\"",
-        ],
-    );
-    let handle = Session::start(config).unwrap();
+    let mut overrides = vec![
+        "train.learning_rate=100",
+        "train.max_grad_norm=0",
+        "train.max_steps=60",
+    ];
+    overrides.extend_from_slice(extra);
+    let handle = Session::start(quickstart(&tmp.path().join("runs"), &overrides)).unwrap();
     let events = follow(&handle, |_| {});
-    let advice: Vec<&tunesmith::advisor::Advice> = events
+    let stop = events
         .iter()
-        .filter_map(|e| match e {
-            TrainEvent::Advice(a) => Some(a),
+        .find_map(|e| match e {
+            TrainEvent::Advice(a) if a.stops => Some(a.clone()),
             _ => None,
         })
-        .collect();
-    let stop = advice
-        .iter()
-        .find(|a| a.stops)
         .expect("the advisor stopped the run");
+    let run = events
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::Started { run_dir, .. } => Some(run_dir.clone()),
+            _ => None,
+        })
+        .unwrap();
+    (tmp, events, stop, run)
+}
+
+#[test]
+fn the_advisor_stops_a_run_that_stopped_learning_and_best_is_exported() {
+    // The saturated model's validation loss stops improving; the collapse
+    // rule would stop it first, so it only warns here.
+    let (_tmp, events, stop, run) = advised_run(&[
+        "train.eval_every=5",
+        "early_stopping.plateau=\"stop\"",
+        "early_stopping.divergence=\"warn\"",
+    ]);
     assert_eq!(stop.rule, tunesmith::advisor::Rule::Plateau);
     let tunesmith::advisor::Action::KeepBest { best_step } = stop.action else {
         panic!("{:?}", stop.action);
@@ -444,14 +462,33 @@ fn the_advisor_stops_a_run_that_stopped_learning_and_best_is_exported() {
         reason.starts_with("stopped by the advisor (Plateau)"),
         "{reason}"
     );
-    let run = events
-        .iter()
-        .find_map(|e| match e {
-            TrainEvent::Started { run_dir, .. } => Some(run_dir.clone()),
-            _ => None,
-        })
-        .unwrap();
     let trained =
         tunesmith::export::Trained::load(&run, &tunesmith::export::CheckpointChoice::Best).unwrap();
     assert_eq!(trained.step, best_step);
+}
+
+#[test]
+fn a_learning_rate_far_too_high_is_stopped_as_divergence() {
+    let (_tmp, events, stop, run) = advised_run(&["train.checkpoint_every=2"]);
+    assert_eq!(stop.rule, tunesmith::advisor::Rule::Divergence);
+    assert!(matches!(
+        stop.action,
+        // A tenth of the learning rate of that step (at most 100 / 10).
+        tunesmith::advisor::Action::RollBack { suggested_lr } if suggested_lr > 0.0 && suggested_lr <= 10.0
+    ));
+    let Some(TrainEvent::Finished { step, reason, .. }) = events.last() else {
+        panic!("{events:?}");
+    };
+    assert!(*step < 10, "stopped at {step}");
+    assert!(reason.contains("collapsed"), "{reason}");
+    // Rolled back: no checkpoint holds the collapsed weights.
+    let newest = tunesmith::train::checkpoint::list(&run.join("checkpoints"))
+        .last()
+        .map(|(s, _)| *s)
+        .unwrap_or(0);
+    assert!(
+        newest < stop.step,
+        "checkpoint {newest} after the collapse at {}",
+        stop.step
+    );
 }

@@ -123,8 +123,16 @@ pub struct Advisor {
     rising: usize,
     last_val: Option<f64>,
     plateau_said: bool,
+    /// Consecutive steps whose gradient vanished.
+    vanished: usize,
     early: early::Window,
 }
+
+/// A gradient norm this small means the trainable weights no longer get
+/// any signal (a saturated, collapsed model).
+const VANISHED: f64 = 1e-7;
+/// Steps of vanished gradients that count as a collapse.
+const VANISHED_STEPS: usize = 3;
 
 impl Advisor {
     pub fn new(config: AdvisorConfig) -> Self {
@@ -138,6 +146,7 @@ impl Advisor {
             rising: 0,
             last_val: None,
             plateau_said: false,
+            vanished: 0,
             early: early::Window::default(),
         }
     }
@@ -202,6 +211,29 @@ impl Advisor {
             return out;
         }
         self.last_lr = lr;
+        self.vanished = if norm < VANISHED {
+            self.vanished + 1
+        } else {
+            0
+        };
+        if self.vanished == VANISHED_STEPS {
+            let suggested_lr = lr / 10.0;
+            out.push(Advice {
+                step,
+                rule: Rule::Divergence,
+                severity: Severity::Critical,
+                message: format!(
+                    "training collapsed at step {step}: the gradient vanished ({VANISHED_STEPS} \
+                     steps with a norm below {VANISHED:e}) and the loss froze at {loss:.4}; the \
+                     learning rate ({lr:.2e}) is far too high — roll back to the last good \
+                     checkpoint and use {suggested_lr:.2e} or less"
+                ),
+                numbers: numbers(&[("loss", loss), ("grad_norm", norm), ("lr", lr)]),
+                action: Action::RollBack { suggested_lr },
+                stops: false,
+            });
+            return out;
+        }
         let window = self.config.grad_spike_window.max(3);
         if self.norms.len() >= window.min(5) {
             let median = median(self.norms.iter().copied());

@@ -59,6 +59,18 @@ fn a_nan_loss_stops_the_run_and_asks_for_a_rollback() {
 }
 
 #[test]
+fn a_vanished_gradient_is_a_collapse() {
+    let mut a = Advisor::new(AdvisorConfig::default());
+    assert!(a.observe(&step(1, 9.0, 3.0)).is_empty());
+    assert!(a.observe(&step(2, 7.6, 0.0)).is_empty());
+    assert!(a.observe(&step(3, 7.6, 0.0)).is_empty());
+    let advice = a.observe(&step(4, 7.6, 0.0));
+    assert_eq!(advice[0].rule, Rule::Divergence);
+    assert!(advice[0].stops);
+    assert!(advice[0].message.contains("collapsed"));
+}
+
+#[test]
 fn a_gradient_spike_warns_without_stopping() {
     let mut a = Advisor::new(AdvisorConfig::default());
     for s in 1..=10 {
