@@ -404,6 +404,28 @@ fn packed_runs_train_on_the_same_tokens() {
     );
 }
 
+/// The advice that ended a run.
+fn stopping_advice(events: &[TrainEvent]) -> tunesmith::advisor::Advice {
+    events
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::Advice(a) if a.stops => Some(a.clone()),
+            _ => None,
+        })
+        .expect("the advisor stopped the run")
+}
+
+/// The run directory named by the `started` event.
+fn started_dir(events: &[TrainEvent]) -> PathBuf {
+    events
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::Started { run_dir, .. } => Some(run_dir.clone()),
+            _ => None,
+        })
+        .expect("a started event")
+}
+
 /// What `advised_run` returns: the temporary folder (kept alive), the
 /// events, the advice that stopped the run, and the run directory.
 type Advised = (
@@ -424,20 +446,8 @@ fn advised_run(extra: &[&str]) -> Advised {
     overrides.extend_from_slice(extra);
     let handle = Session::start(quickstart(&tmp.path().join("runs"), &overrides)).unwrap();
     let events = follow(&handle, |_| {});
-    let stop = events
-        .iter()
-        .find_map(|e| match e {
-            TrainEvent::Advice(a) if a.stops => Some(a.clone()),
-            _ => None,
-        })
-        .expect("the advisor stopped the run");
-    let run = events
-        .iter()
-        .find_map(|e| match e {
-            TrainEvent::Started { run_dir, .. } => Some(run_dir.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let stop = stopping_advice(&events);
+    let run = started_dir(&events);
     (tmp, events, stop, run)
 }
 
@@ -491,4 +501,60 @@ fn a_learning_rate_far_too_high_is_stopped_as_divergence() {
         "checkpoint {newest} after the collapse at {}",
         stop.step
     );
+}
+
+#[test]
+fn a_run_that_overfits_stops_on_validation_patience_and_best_is_exported() {
+    // Eight training rows memorised quickly; validation on forty others.
+    let tmp = tempfile::tempdir().unwrap();
+    let sample =
+        std::fs::read_to_string(root().join("assets/datasets/alpaca-sample.jsonl")).unwrap();
+    let lines: Vec<&str> = sample.lines().collect();
+    let train = tmp.path().join("train.jsonl");
+    let val = tmp.path().join("val.jsonl");
+    std::fs::write(&train, lines[..8].join("\n")).unwrap();
+    std::fs::write(&val, lines[99..140].join("\n")).unwrap();
+    let config = quickstart(
+        &tmp.path().join("runs"),
+        &[
+            &format!("data.train={}", train.display()),
+            &format!("data.val={}", val.display()),
+            "train.max_steps=300",
+            "train.learning_rate=0.003",
+            "train.warmup_steps=0",
+            "train.eval_every=10",
+            "train.micro_batch=8",
+            "train.grad_accum=1",
+        ],
+    );
+    let handle = Session::start(config).unwrap();
+    let events = follow(&handle, |_| {});
+    let stop = stopping_advice(&events);
+    assert_eq!(stop.rule, tunesmith::advisor::Rule::Overfitting);
+    let tunesmith::advisor::Action::KeepBest { best_step } = stop.action else {
+        panic!("{:?}", stop.action);
+    };
+    let Some(TrainEvent::Finished {
+        step,
+        best_step: best,
+        ..
+    }) = events.last()
+    else {
+        panic!("{events:?}");
+    };
+    assert!(*step < 300, "stopped early, at {step}");
+    assert_eq!(*best, Some(best_step));
+    let run = started_dir(&events);
+    let out = tmp.path().join("best-adapter");
+    let options = tunesmith::export::ExportOptions {
+        format: tunesmith::export::ExportFormat::Peft,
+        checkpoint: tunesmith::export::CheckpointChoice::Best,
+        out: out.clone(),
+        gguf_dtype: Default::default(),
+        model_dtype: Default::default(),
+        overwrite: false,
+    };
+    let report = tunesmith::export::export(&run, &options).unwrap();
+    assert_eq!(report.step, best_step);
+    assert!(out.join("adapter_model.safetensors").is_file());
 }
