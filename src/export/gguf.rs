@@ -105,19 +105,12 @@ impl TensorType {
 
     /// Decodes to f32, row-major.
     pub fn decode(self, data: &[u8]) -> Vec<f32> {
+        use safetensors::Dtype;
+        let plain = |dtype| crate::model::decode_f32(data, dtype).unwrap_or_default();
         match self {
-            Self::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Self::F16 => data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Self::BF16 => data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Self::F32 => plain(Dtype::F32),
+            Self::F16 => plain(Dtype::F16),
+            Self::BF16 => plain(Dtype::BF16),
             Self::Q8_0 => data
                 .chunks_exact(Q8_BYTES)
                 .flat_map(|b| {

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use safetensors::Dtype;
 use safetensors::tensor::View;
 
+use super::gguf::TensorType;
 use super::{ExportError, Trained};
 use crate::model::{TensorInfo, WeightSource, decode_f32};
 use crate::train::params::HostTensor;
@@ -91,17 +92,12 @@ pub fn add_lora(w: &mut [f32], a: &HostTensor, b: &HostTensor, scale: f32) {
 
 /// Rounds to the base dtype (round to nearest even, as torch's casts do).
 fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
-    match dtype {
-        Dtype::F16 => values
-            .iter()
-            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-            .collect(),
-        Dtype::BF16 => values
-            .iter()
-            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-            .collect(),
-        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
+    let ty = match dtype {
+        Dtype::F16 => TensorType::F16,
+        Dtype::BF16 => TensorType::BF16,
+        _ => TensorType::F32,
+    };
+    ty.encode(values)
 }
 
 /// The update of every base tensor the run changed, checked against the

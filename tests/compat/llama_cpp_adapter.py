@@ -112,11 +112,11 @@ def check(binary, src, exe, work, name, sets, model_dir, pre) -> None:
     run_dir = train(binary, work, name, sets, steps=20)
     adapter = export(binary, run_dir, "gguf", work / f"{name}-lora.gguf")
     ids = [(i * 37 + 11) % 300 for i in range(32)]
-    base_diff = np.abs(llama_cpp_logits(exe, base_gguf, None, ids)
-                       - tunesmith_logits(binary, work, ids, model=model_dir)).max()
+    ours_base = tunesmith_logits(binary, work, ids, model=model_dir)
+    base_diff = np.abs(llama_cpp_logits(exe, base_gguf, None, ids) - ours_base).max()
     ours = tunesmith_logits(binary, work, ids, adapter=run_dir)
     theirs = llama_cpp_logits(exe, base_gguf, adapter, ids)
-    moved = np.abs(ours - tunesmith_logits(binary, work, ids, model=model_dir)).max()
+    moved = np.abs(ours - ours_base).max()
     diff = np.abs(ours - theirs).max()
     print(f"{name}: base max |diff| {base_diff:.2e}; adapter moves logits by {moved:.3f}; "
           f"with the adapter max |diff| {diff:.2e}")
