@@ -15,12 +15,16 @@ RUNS_DIR ?= $(CURDIR)/runs
 # The app needs WebKitGTK (+ dbus); wgpu needs a Vulkan driver (Mesa's
 # lavapipe when there is no GPU); xvfb runs the app headless; procps gives
 # the run tests `kill` for a real SIGINT; python3 + numpy & co. run
-# llama.cpp's `gguf` reader over our GGUF exports (gguf itself from PyPI).
+# llama.cpp's `gguf` reader over our GGUF exports (gguf itself from PyPI);
+# chromium + node run the UI tests (npm counts as there when a nodejs build
+# that bundles it, e.g. NodeSource's, provides the command); webkit2gtk-driver,
+# imagemagick (screenshots), curl and dbus run the app's end-to-end test.
 APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev libdbus-1-dev \
 	mesa-vulkan-drivers libvulkan1 xvfb xauth procps \
-	python3 python3-pip python3-numpy python3-yaml python3-requests python3-tqdm
+	python3 python3-pip python3-numpy python3-yaml python3-requests python3-tqdm \
+	chromium nodejs npm webkit2gtk-driver imagemagick curl dbus
 
-.PHONY: run test test-gguf test-compat test-llama-cpp deps lint bench fmt clean-cache
+.PHONY: run run-cli test test-e2e test-ui test-gguf test-compat test-llama-cpp deps lint bench fmt clean-cache
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TUNESMITH := $(TARGET_DIR)/debug/tunesmith
@@ -28,11 +32,22 @@ TUNESMITH := $(TARGET_DIR)/debug/tunesmith
 GGUF_VERSION := 0.19.0
 PY_DEPS := $(TARGET_DIR)/py-deps
 
-## run: LoRA-train the bundled tiny model on the sample dataset, then ask the result
-# (base model first, then with the trained adapter).
+## run: open the app on the quickstart preset; without a display, LoRA-train the bundled
+# tiny model on the sample dataset in the terminal and ask the result.
 # Built with --workspace like the tests, so both share one set of compiled
 # dependencies (a -p build unifies features differently and rebuilds burn).
 run: deps
+	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+		echo "opening the Tunesmith app (runs go to $(RUNS_DIR))"; \
+		TUNESMITH_RUNS_DIR=$(RUNS_DIR) $(TARGET_DIR)/debug/tunesmith-app; \
+	else \
+		echo "no display (DISPLAY and WAYLAND_DISPLAY are unset): running the quickstart in the terminal instead"; \
+		$(MAKE) --no-print-directory run-cli; \
+	fi
+
+## run-cli: the quickstart in the terminal (base model first, then with the trained adapter)
+run-cli:
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 	$(TUNESMITH) model inspect $(MODEL)
 	$(TUNESMITH) train $(PRESET) --set output.runs_dir=$(RUNS_DIR)
@@ -46,6 +61,22 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast
 	$(MAKE) test-gguf
+	$(MAKE) test-ui
+
+## test-e2e: the real app under Xvfb, driven through WebDriver (tauri-driver from crates.io
+## + Debian's WebKitWebDriver); screenshots in $(TARGET_DIR)/e2e
+TAURI_DRIVER := $(TARGET_DIR)/tools/bin/tauri-driver
+test-e2e:
+	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
+	@[ -x $(TAURI_DRIVER) ] || $(CARGO) install --locked --quiet --root $(TARGET_DIR)/tools tauri-driver@2.1.0
+	tests/e2e/run.sh $(TARGET_DIR)/debug/tunesmith-app $(TAURI_DRIVER) $(TARGET_DIR)/e2e
+
+## test-ui: the app's web front end (ui/) in headless Chromium (puppeteer-core, node --test)
+test-ui:
+	@if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then \
+		npm ci --no-audit --no-fund; \
+	fi
+	npm run test:ui
 
 ## test-gguf: our GGUF adapters read by llama.cpp's `gguf` Python package (no torch)
 test-gguf:
@@ -78,7 +109,8 @@ fmt:
 ## deps: system packages (as root) and a check for the Rust toolchain
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+		missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || \
+			{ [ $$p = npm ] && command -v npm >/dev/null; } || echo $$p; done); \
 		if [ -n "$$missing" ]; then \
 			echo "installing: $$missing"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -7,6 +7,7 @@
 
 pub mod advisor;
 pub mod backend;
+pub mod chat;
 pub mod config;
 pub mod data;
 pub mod export;
@@ -15,6 +16,8 @@ pub mod generate;
 pub mod logits;
 pub mod methods;
 pub mod model;
+pub mod plan;
+pub mod report;
 pub mod tokenizer;
 pub mod train;
 

@@ -333,20 +333,12 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         stop_ids: tokenizer.stop_ids().to_vec(),
     };
     let start = Instant::now();
-    let mut generated = Vec::new();
-    let mut printed = 0usize;
+    let mut stream = tunesmith::chat::TextStream::default();
     let mut stdout = std::io::stdout();
-    // Decode the whole continuation each time and print what is new, so
-    // multi-token characters come out whole.
     let result = generate(&model, &prompt_ids, &options, |id| {
-        generated.push(id);
-        if let Ok(text) = tokenizer.decode(&generated, true)
-            && text.len() > printed
-            && text.is_char_boundary(printed)
-        {
-            let _ = write!(stdout, "{}", &text[printed..]);
+        if let Some(text) = stream.push(&tokenizer, id) {
+            let _ = write!(stdout, "{text}");
             let _ = stdout.flush();
-            printed = text.len();
         }
     })?;
     println!();

@@ -16,7 +16,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use gguf_model::ModelDtype;
-pub use trained::{LoraPair, Trained};
+pub use trained::{LoraPair, Trained, choose_checkpoint};
 
 use crate::model::ModelError;
 

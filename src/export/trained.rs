@@ -48,51 +48,7 @@ impl Trained {
             other => ExportError::Run(Box::new(other)),
         })?;
         let model = ModelConfig::from_dir(&config.model.path)?;
-        let all = checkpoint::list(&run_dir.join("checkpoints"));
-        let Some((last_step, last_dir)) = all.last().cloned() else {
-            return Err(ExportError::NoCheckpoints {
-                run: run_dir.to_path_buf(),
-            });
-        };
-        let available = || {
-            all.iter()
-                .map(|(s, _)| s.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let (step, dir, chosen_because) = match choice {
-            CheckpointChoice::Last => (last_step, last_dir, "the newest checkpoint".to_string()),
-            CheckpointChoice::Step(want) => {
-                let found = all.iter().find(|(s, _)| s == want).cloned();
-                let (s, d) = found.ok_or_else(|| ExportError::UnknownCheckpoint {
-                    run: run_dir.to_path_buf(),
-                    wanted: format!("step-{want}"),
-                    available: available(),
-                })?;
-                (s, d, format!("step {s}, as asked"))
-            }
-            CheckpointChoice::Best => {
-                let state = read_state(&last_dir)?;
-                match state
-                    .best_step
-                    .and_then(|b| all.iter().find(|(s, _)| *s == b))
-                {
-                    Some((s, d)) => (
-                        *s,
-                        d.clone(),
-                        format!(
-                            "the lowest validation loss ({:.4})",
-                            state.best_val_loss.unwrap_or(f64::NAN)
-                        ),
-                    ),
-                    None => (
-                        last_step,
-                        last_dir,
-                        "the newest checkpoint (no validation loss was recorded)".to_string(),
-                    ),
-                }
-            }
-        };
+        let (step, dir, chosen_because) = choose_checkpoint(run_dir, choice)?;
         let weights = checkpoint::read_safetensors(&dir.join(checkpoint::WEIGHTS))
             .map_err(|e| ExportError::Run(Box::new(e)))?;
         let mut out = Self {
@@ -187,6 +143,58 @@ fn hf_name(path: &str) -> (String, bool) {
             (format!("model.{path}"), linear)
         }
     }
+}
+
+/// The checkpoint of `run_dir` that `choice` names: (step, folder, why).
+pub fn choose_checkpoint(
+    run_dir: &Path,
+    choice: &CheckpointChoice,
+) -> Result<(usize, PathBuf, String), ExportError> {
+    let all = checkpoint::list(&run_dir.join("checkpoints"));
+    let Some((last_step, last_dir)) = all.last().cloned() else {
+        return Err(ExportError::NoCheckpoints {
+            run: run_dir.to_path_buf(),
+        });
+    };
+    let available = || {
+        all.iter()
+            .map(|(s, _)| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(match choice {
+        CheckpointChoice::Last => (last_step, last_dir, "the newest checkpoint".to_string()),
+        CheckpointChoice::Step(want) => {
+            let found = all.iter().find(|(s, _)| s == want).cloned();
+            let (s, d) = found.ok_or_else(|| ExportError::UnknownCheckpoint {
+                run: run_dir.to_path_buf(),
+                wanted: format!("step-{want}"),
+                available: available(),
+            })?;
+            (s, d, format!("step {s}, as asked"))
+        }
+        CheckpointChoice::Best => {
+            let state = read_state(&last_dir)?;
+            match state
+                .best_step
+                .and_then(|b| all.iter().find(|(s, _)| *s == b))
+            {
+                Some((s, d)) => (
+                    *s,
+                    d.clone(),
+                    format!(
+                        "the lowest validation loss ({:.4})",
+                        state.best_val_loss.unwrap_or(f64::NAN)
+                    ),
+                ),
+                None => (
+                    last_step,
+                    last_dir,
+                    "the newest checkpoint (no validation loss was recorded)".to_string(),
+                ),
+            }
+        }
+    })
 }
 
 /// The transpose of a 2-D tensor.

@@ -21,6 +21,8 @@ pub struct RunSummary {
     pub best_val_loss: Option<f64>,
     /// Newest checkpoint step, if any (where `resume` would continue).
     pub checkpoint_step: Option<usize>,
+    /// The base model (from config.toml), when the config is readable.
+    pub model_path: Option<PathBuf>,
 }
 
 /// Every run directory under `root`, oldest first.
@@ -62,6 +64,7 @@ fn summarize(dir: &Path) -> RunSummary {
         checkpoint_step: checkpoint::list(&dir.join("checkpoints"))
             .last()
             .map(|(s, _)| *s),
+        model_path: super::prepare::run_config(dir).ok().map(|c| c.model.path),
     };
     for e in read_events(dir) {
         match e {

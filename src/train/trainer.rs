@@ -141,6 +141,15 @@ impl Reporter {
                 let _ = f.write_all(line.as_bytes());
             }
         }
+        // The run's chart is written before the front end hears the end, so
+        // whoever reacts to `finished` finds report.svg in place. Like the
+        // metrics, a chart that cannot be drawn does not fail the run.
+        if event.is_terminal()
+            && let Some(dir) = self.metrics.parent()
+            && let Err(e) = crate::report::write_report(dir)
+        {
+            eprintln!("warning: {e}");
+        }
         // A front end that went away does not stop training.
         let _ = self.tx.send(event);
     }

@@ -1,0 +1,110 @@
+// The real app, end to end: under Xvfb, driven through WebDriver
+// (tauri-driver + WebKitWebDriver). Walks the wizard with the bundled model
+// and dataset, starts the run, watches the loss chart gain points, stops
+// the run, exports a PEFT adapter and finds it on disk. Screenshots of the
+// whole screen (ImageMagick `import`: WebDriver's own screenshot call hangs
+// with WebKitGTK) go to $E2E_OUT.
+//
+// Run through tests/e2e/run.sh, which starts Xvfb and the driver.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+import { WebDriver } from "./webdriver.mjs";
+
+const OUT = process.env.E2E_OUT;
+const APP = process.env.E2E_APP;
+const DRIVER_URL = process.env.E2E_DRIVER_URL ?? "http://127.0.0.1:4444";
+
+function screenshot(name) {
+  const file = join(OUT, `${name}.png`);
+  execFileSync("import", ["-window", "root", file], { timeout: 30_000 });
+  return file;
+}
+
+/** Sum of the points of every polyline in the chart: grows with the steps. */
+const CHART_POINTS = `
+  const svg = document.querySelector('[data-testid=chart] svg');
+  if (!svg) return 0;
+  let n = 0;
+  for (const p of svg.querySelectorAll('polyline')) {
+    n += (p.getAttribute('points') || '').trim().split(/\\s+/).filter(Boolean).length;
+  }
+  return n;`;
+
+test("wizard → run → live chart → stop → PEFT export on disk", { timeout: 600_000 }, async () => {
+  assert.ok(OUT && APP, "run through tests/e2e/run.sh");
+  const wd = new WebDriver(DRIVER_URL);
+  const launched = Date.now();
+  await wd.start({ "tauri:options": { application: APP } });
+  try {
+    // 1. Dataset: the first bundled sample.
+    await wd.click("nav-wizard");
+    await wd.click("dataset-sample-0");
+    await wd.until("the dataset report", async () => /\d/.test(await wd.text("dataset-rows")));
+    const usable = Date.now() - launched;
+    console.log(`launch to a usable window (dataset report shown): ${usable} ms`);
+    screenshot("1-dataset");
+    await wd.click("wizard-next");
+
+    // 2. Model: the bundled tiny model.
+    await wd.click("model-bundled");
+    await wd.until("the model summary", async () => /\d/.test(await wd.text("model-params")));
+    screenshot("2-model");
+    await wd.click("wizard-next");
+
+    // 3. Method: LoRA at rank 8; the estimate follows the rank.
+    await wd.click("method-lora");
+    await wd.type("rank-input", "8");
+    await wd.until("the rank-8 estimate", async () => /74\.0\s*K|73\.98|73,984|74 K/.test(await wd.text("trainable-params")));
+    screenshot("3-method");
+    await wd.click("wizard-next");
+
+    // 4. Training: the quickstart preset on the CPU.
+    await wd.click("preset-quickstart");
+    screenshot("4-training");
+    await wd.click("wizard-next");
+
+    // 5. Review and start.
+    await wd.until("the TOML", async () => (await wd.text("review-toml")).includes("rank = 8"));
+    screenshot("5-review");
+    await wd.click("start-run");
+
+    // The dashboard: the chart gains points while the run goes on.
+    await wd.until("the run to run", async () => (await wd.text("run-state")) === "running", 120_000);
+    const first = await wd.until("a drawn chart", async () => wd.script(CHART_POINTS), 120_000);
+    const later = await wd.until("more chart points", async () => {
+      const n = await wd.script(CHART_POINTS);
+      return n > first ? n : 0;
+    }, 120_000);
+    console.log(`chart points: ${first} → ${later}`);
+    screenshot("6-dashboard-running");
+    await wd.click("stop-run");
+    await wd.until("the run to end", async () => (await wd.text("run-state")) === "finished", 120_000);
+    screenshot("7-dashboard-stopped");
+
+    // Export a PEFT adapter to the default place under the run folder.
+    await wd.click("nav-export");
+    await wd.waitFor("export-start", { visible: true });
+    await wd.script(`
+      const s = document.querySelector('[data-testid=export-format]');
+      s.value = 'peft'; s.dispatchEvent(new Event('change', { bubbles: true }));`);
+    const out = await wd.script(`return document.querySelector('[data-testid=export-out]').value;`);
+    await wd.click("export-start");
+    await wd.until("the export result", async () => (await wd.text("export-result")).length > 0, 120_000);
+    screenshot("8-export");
+    const adapter = join(out, "adapter_model.safetensors");
+    assert.ok(existsSync(adapter), `no ${adapter}`);
+    assert.ok(statSync(adapter).size > 1000);
+    assert.ok(existsSync(join(out, "adapter_config.json")));
+    assert.equal(await wd.find("export-error"), null);
+  } catch (e) {
+    screenshot("failure");
+    throw e;
+  } finally {
+    await wd.quit();
+  }
+});

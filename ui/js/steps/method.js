@@ -1,0 +1,164 @@
+// Wizard step 3: the method cards (from `methods`), LoRA's rank, alpha and
+// target modules, and the engine's estimate of trainable parameters and
+// memory. Estimates are debounced (150 ms) and sequence-numbered, so a slow
+// stale answer never overwrites a newer one.
+
+import { app, wizard, emit } from "../state.js";
+import { h, field, clone, replace } from "../dom.js";
+import { invoke } from "../ipc.js";
+import { bytes, count } from "../format.js";
+import { firstError, rawValue, updateField, resetFields } from "../validate.js";
+
+export const TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+export const RANK = { path: "method.rank", label: "Rank", kind: "int", min: "gt0", testid: "rank-input" };
+export const ALPHA = { path: "method.alpha", label: "Alpha", kind: "float", min: "gt0", testid: "alpha-input" };
+const DEBOUNCE_MS = 150;
+
+let timer = null;
+let estimateSeq = 0;
+let estimateEl = null;
+
+const isLora = () => wizard.config?.method?.kind === "lora";
+
+/** Selects the method card `id`: its [method] table replaces the config's. */
+export function chooseMethod(id) {
+  const m = app.methods.find((x) => x.id === id);
+  if (!m) return;
+  wizard.methodId = id;
+  wizard.config.method = clone(m.config);
+  resetFields([RANK.path, ALPHA.path]);
+}
+
+/** Asks for a new estimate after the debounce delay (if the fields are valid). */
+export function scheduleEstimate() {
+  clearTimeout(timer);
+  const invalid = fieldError();
+  if (invalid) {
+    estimateSeq += 1; // whatever is in flight is now stale
+    wizard.estimate = { result: null, error: null, pending: false, invalid };
+    renderEstimate();
+    return;
+  }
+  wizard.estimate = { ...wizard.estimate, pending: true, invalid: null };
+  renderEstimate();
+  timer = setTimeout(runEstimate, DEBOUNCE_MS);
+}
+
+async function runEstimate() {
+  const seq = ++estimateSeq;
+  try {
+    const result = await invoke("estimate", { config: clone(wizard.config) }, { quiet: true });
+    if (seq !== estimateSeq) return;
+    wizard.estimate = { result, error: null, pending: false };
+  } catch (err) {
+    if (seq !== estimateSeq) return;
+    wizard.estimate = { result: null, error: err.message, pending: false };
+  }
+  renderEstimate();
+}
+
+function fieldError() {
+  if (!isLora()) return null;
+  const e = firstError([RANK, ALPHA]);
+  if (e) return e;
+  if (!(wizard.config.method.target_modules ?? []).length) return "Choose at least one target module.";
+  return null;
+}
+
+export function render(el) {
+  if (!wizard.methodId && app.methods.length) chooseMethod(app.methods[0].id);
+  estimateEl = h("div", { class: "estimate", "aria-live": "polite" });
+  replace(el,
+    
+    h("h2", {}, "Method"),
+    h("div", { class: "cards", role: "radiogroup", "aria-label": "Method" },
+      app.methods.map((m) => h("button", {
+        type: "button",
+        role: "radio",
+        "aria-checked": String(m.id === wizard.methodId),
+        class: ["card-choice", m.id === wizard.methodId && "selected"],
+        testid: `method-${m.id}`,
+        onclick: () => {
+          chooseMethod(m.id);
+          render(el);
+        },
+      }, h("span", { class: "card-title" }, m.title), h("span", { class: "card-text" }, m.when)))),
+    h("div", { class: "method-body" },
+      isLora() ? loraControls() : fullControls(),
+      estimateEl));
+  renderEstimate();
+  scheduleEstimate();
+}
+
+function numberInput(spec) {
+  const input = h("input", { type: "text", inputmode: "decimal", testid: spec.testid, value: rawValue(spec), autocomplete: "off" });
+  const f = field(spec.label, input);
+  const showError = (err) => {
+    f.error.textContent = err ?? "";
+    input.setAttribute("aria-invalid", String(Boolean(err)));
+  };
+  input.addEventListener("input", () => {
+    showError(updateField(spec, input.value));
+    emit("wizard:message", null);
+    scheduleEstimate();
+  });
+  return f.wrap;
+}
+
+function loraControls() {
+  const method = wizard.config.method;
+  const selected = new Set(method.target_modules ?? TARGET_MODULES);
+  if (!method.target_modules) method.target_modules = [...selected];
+  return h("div", { class: "controls" },
+    h("div", { class: "field-row" }, numberInput(RANK), numberInput(ALPHA)),
+    h("fieldset", { class: "modules" },
+      h("legend", {}, "Target modules"),
+      TARGET_MODULES.map((name) => h("label", { class: "check" },
+        h("input", {
+          type: "checkbox",
+          value: name,
+          checked: selected.has(name),
+          testid: `module-${name}`,
+          onchange: (e) => {
+            if (e.target.checked) selected.add(name);
+            else selected.delete(name);
+            method.target_modules = TARGET_MODULES.filter((n) => selected.has(n));
+            scheduleEstimate();
+          },
+        }), name))));
+}
+
+function fullControls() {
+  const modules = wizard.config.method.modules ?? ["all"];
+  return h("div", { class: "controls" },
+    h("p", {}, "Every selected weight trains: ", h("code", {}, modules.join(", ")), "."),
+    h("p", { class: "hint" }, "Gradients and optimizer state exist for all of them, so memory grows with the model."));
+}
+
+function renderEstimate() {
+  if (!estimateEl) return;
+  const e = wizard.estimate;
+  const r = e.result;
+  const m = r?.memory;
+  const parts = m ? [["Weights", m.weights], ["Trainable", m.trainable], ["Gradients", m.gradients],
+    ["Optimizer", m.optimizer], ["Activations", m.activations]] : [];
+  replace(estimateEl,
+    h("h3", {}, "Estimate"),
+    h("div", { class: ["stat-row", e.pending && "stale"] },
+      h("div", { class: "stat", testid: "trainable-params" },
+        h("span", { class: "stat-label" }, "Trainable parameters"),
+        h("span", { class: "stat-value" }, r ? count(r.trainable_params) : "—"),
+        r ? h("span", { class: "stat-sub" }, `of ${count(r.total_params)} total`) : null),
+      h("div", { class: "stat", testid: "memory-estimate" },
+        h("span", { class: "stat-label" }, "Memory"),
+        h("span", { class: "stat-value" }, m ? bytes(m.total) : "—"),
+        m ? h("dl", { class: "breakdown" }, parts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, bytes(v))])) : null)),
+    e.pending ? h("p", { class: "muted" }, "Updating…") : null,
+    e.invalid ? h("p", { class: "hint" }, `Fix the values to update the estimate: ${e.invalid}`) : null,
+    e.error ? h("p", { class: "inline-error", role: "alert", testid: "estimate-error" }, e.error) : null);
+}
+
+export function validate() {
+  if (!wizard.methodId) return "Choose a method.";
+  return fieldError();
+}

@@ -1,0 +1,81 @@
+// Method step: the estimate is debounced while typing, a stale (slower) answer
+// never overwrites a newer one, and an engine rejection shows next to the
+// controls.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { setup, openApp, assertClean, click, typeInto, text, waitText, calls, sel } from "./harness.js";
+
+let env;
+before(async () => { env = await setup(); });
+after(async () => { await env?.close(); });
+
+async function toMethodStep(page) {
+  await click(page, "dataset-sample-0");
+  await waitText(page, "dataset-rows", /rows/);
+  await click(page, "wizard-next");
+  await click(page, "model-bundled");
+  await waitText(page, "model-params", /parameters/);
+  await click(page, "wizard-next");
+  await waitText(page, "trainable-params", /148 K/);
+}
+
+const estimateCount = (page) => page.evaluate(() => window.__fake.calls.filter((c) => c.cmd === "estimate").length);
+
+test("typing quickly sends one estimate (debounced)", async (t) => {
+  const app = await openApp(env);
+  const { page } = app;
+  await toMethodStep(page);
+  const n0 = await estimateCount(page);
+  // Five keystrokes 20 ms apart: within the debounce window.
+  await page.click(sel("rank-input"), { clickCount: 3 });
+  await page.type(sel("rank-input"), "32", { delay: 20 });
+  await page.keyboard.press("Backspace", { delay: 20 });
+  await page.keyboard.press("Backspace", { delay: 20 });
+  await page.type(sel("rank-input"), "32", { delay: 20 });
+  await waitText(page, "trainable-params", /296 K/);
+  await new Promise((r) => setTimeout(r, 300));
+  const sent = (await calls(page, "estimate")).slice(n0);
+  assert.equal(sent.length, 1, `one estimate after the burst, got ${sent.length}`);
+  assert.equal(sent[0].args.config.method.rank, 32);
+  assert.ok(sent[0].args.config.model.path && sent[0].args.config.data.train, "the estimate gets the whole config");
+  await assertClean(t, app);
+});
+
+test("a slow stale estimate does not overwrite a newer one", async (t) => {
+  const app = await openApp(env);
+  const { page } = app;
+  await toMethodStep(page);
+  // Rank 4 answers after 700 ms, rank 8 after 20 ms.
+  await page.evaluate(() => { window.__fake.delay.estimate = (a) => (a.config.method.rank === 4 ? 700 : 20); });
+  await typeInto(page, "rank-input", "4");
+  await new Promise((r) => setTimeout(r, 250)); // the rank-4 request is in flight
+  await typeInto(page, "rank-input", "8");
+  await waitText(page, "trainable-params", /74 K/);
+  await new Promise((r) => setTimeout(r, 800)); // the rank-4 answer arrives now
+  assert.match(await text(page, "trainable-params"), /74 K/);
+  const ranks = (await calls(page, "estimate")).map((c) => c.args.config.method.rank);
+  assert.ok(ranks.includes(4) && ranks.at(-1) === 8, `both were asked: ${ranks}`);
+  await assertClean(t, app);
+});
+
+test("an estimate rejection shows next to the controls; module checkboxes change the config", async (t) => {
+  const app = await openApp(env);
+  const { page } = app;
+  await toMethodStep(page);
+  await typeInto(page, "rank-input", "5");
+  await waitText(page, "estimate-error", /method\.rank = 5/);
+  // Only q_proj and v_proj at rank 8: the recorded probe's numbers.
+  await typeInto(page, "rank-input", "8");
+  for (const m of ["k_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) await page.click(sel(`module-${m}`));
+  await waitText(page, "trainable-params", /14\.3 K/);
+  assert.equal(await page.$(sel("estimate-error")), null);
+  const last = (await calls(page, "estimate")).at(-1);
+  assert.deepEqual(last.args.config.method.target_modules, ["q_proj", "v_proj"]);
+  // No module at all blocks Next.
+  await page.click(sel("module-q_proj"));
+  await page.click(sel("module-v_proj"));
+  await click(page, "wizard-next");
+  assert.match(await page.$eval("#step-message", (e) => e.textContent), /at least one target module/);
+  await assertClean(t, app);
+});
