@@ -62,6 +62,7 @@ test: deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast
 	$(MAKE) test-gguf
 	$(MAKE) test-ui
+	$(MAKE) test-e2e
 
 ## test-e2e: the real app under Xvfb, driven through WebDriver (tauri-driver from crates.io
 ## + Debian's WebKitWebDriver); screenshots in $(TARGET_DIR)/e2e

@@ -42,6 +42,8 @@ test("wizard → run → live chart → stop → PEFT export on disk", { timeout
   await wd.start({ "tauri:options": { application: APP } });
   try {
     // 1. Dataset: the first bundled sample.
+    await wd.waitFor("nav-wizard", { visible: true });
+    console.log(`launch to a drawn window: ${Date.now() - launched} ms`);
     await wd.click("nav-wizard");
     await wd.click("dataset-sample-0");
     await wd.until("the dataset report", async () => /\d/.test(await wd.text("dataset-rows")));
@@ -54,6 +56,14 @@ test("wizard → run → live chart → stop → PEFT export on disk", { timeout
     await wd.click("model-bundled");
     await wd.until("the model summary", async () => /\d/.test(await wd.text("model-params")));
     screenshot("2-model");
+    // Back to the dataset: the choice is kept, and with a model chosen the
+    // report has token lengths and examples with the trained spans shaded.
+    await wd.click("wizard-back");
+    await wd.until("token lengths and examples", async () =>
+      wd.script("return document.querySelectorAll('.histogram, .example mark.trained').length > 1;"));
+    screenshot("1b-dataset-tokens");
+    await wd.click("wizard-next");
+    await wd.until("the model kept", async () => /\d/.test(await wd.text("model-params")));
     await wd.click("wizard-next");
 
     // 3. Method: LoRA at rank 8; the estimate follows the rank.
@@ -71,6 +81,15 @@ test("wizard → run → live chart → stop → PEFT export on disk", { timeout
     // 5. Review and start.
     await wd.until("the TOML", async () => (await wd.text("review-toml")).includes("rank = 8"));
     screenshot("5-review");
+    // Count what reaches the page on `run-events` (payloads and the events
+    // in them), to report the window's update rate.
+    await wd.script(`
+      const c = (window.__e2eRate = { payloads: 0, events: 0, first: 0, last: 0 });
+      window.__TAURI__.event.listen('run-events', (e) => {
+        const now = performance.now();
+        if (!c.payloads) c.first = now;
+        c.payloads++; c.events += e.payload.events.length; c.last = now;
+      });`);
     await wd.click("start-run");
 
     // The dashboard: the chart gains points while the run goes on.
@@ -81,10 +100,23 @@ test("wizard → run → live chart → stop → PEFT export on disk", { timeout
       return n > first ? n : 0;
     }, 120_000);
     console.log(`chart points: ${first} → ${later}`);
+    // Past the first evaluation (quickstart evaluates every 25 steps), so the
+    // export below has a best checkpoint to take.
+    await wd.until("step 30", async () => {
+      const m = /Step (\d+)/.exec(await wd.text("run-progress"));
+      return m && Number(m[1]) >= 30;
+    }, 120_000);
     screenshot("6-dashboard-running");
     await wd.click("stop-run");
     await wd.until("the run to end", async () => (await wd.text("run-state")) === "finished", 120_000);
     screenshot("7-dashboard-stopped");
+    const rate = await wd.script("return window.__e2eRate;");
+    const secs = (rate.last - rate.first) / 1000;
+    console.log(
+      `run-events: ${rate.payloads} payloads carrying ${rate.events} events in ${secs.toFixed(1)} s ` +
+        `(${(rate.payloads / secs).toFixed(1)} updates/s for ${(rate.events / secs).toFixed(1)} events/s)`,
+    );
+    assert.ok(rate.payloads > 0 && rate.payloads < rate.events, "events arrive coalesced");
 
     // Export a PEFT adapter to the default place under the run folder.
     await wd.click("nav-export");

@@ -1,7 +1,7 @@
 // A small W3C WebDriver client over fetch: just what the app's end-to-end
 // test needs (sessions, finding elements, clicks, typing, text, scripts).
 
-const ELEMENT = "element-6066-11e4-a52e-4a5b6f8e7c9b";
+const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
 
 export class WebDriver {
   constructor(url) {
@@ -60,14 +60,27 @@ export class WebDriver {
     return v.map((e) => e[ELEMENT]);
   }
 
+  /** Clicks the element; the UI re-renders often, so a click that lands
+   * on a node replaced meanwhile is retried on the new one. */
   async click(testid) {
-    const id = await this.waitFor(testid, { visible: true });
-    await this.call("POST", this.s(`/element/${id}/click`), {});
+    for (let attempt = 0; ; attempt++) {
+      const id = await this.waitFor(testid, { visible: true });
+      try {
+        await this.call("POST", this.s(`/element/${id}/click`), {});
+        return;
+      } catch (e) {
+        if (attempt >= 5 || !/stale/.test(e.message)) throw e;
+      }
+    }
   }
 
+  /** The element's rendered text ("" when absent), read in the page so a
+   * re-render between finding and reading cannot fail it. */
   async text(testid) {
-    const id = await this.find(testid);
-    return id ? this.call("GET", this.s(`/element/${id}/text`)) : "";
+    return this.script(
+      "const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`); return e ? e.innerText : '';",
+      [testid],
+    );
   }
 
   async type(testid, text) {

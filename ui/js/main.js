@@ -2,7 +2,7 @@
 // offers (app_info, bundled, methods, presets, backends) and starts the
 // wizard. Outside the Tauri window it says so in the error banner.
 
-import { app, wizard, on } from "./state.js";
+import { app, wizard, on, emit } from "./state.js";
 import { clone } from "./dom.js";
 import { initBanner, showError } from "./banner.js";
 import { inApp, invoke, NOT_IN_APP } from "./ipc.js";
@@ -48,15 +48,27 @@ function initialConfig() {
 }
 
 async function loadApp() {
-  const [info, bundled, methods, presets, backends] = await Promise.allSettled([
-    invoke("app_info"), invoke("bundled"), invoke("methods"), invoke("presets"), invoke("backends"),
+  // Probing backends starts GPU drivers (seconds on a software Vulkan
+  // driver): the window does not wait for it; the training step fills in
+  // when the answer comes.
+  invoke("backends")
+    .then((list) => {
+      app.backends = list;
+      emit("wizard:render", ["training"]);
+    })
+    .catch(() => {
+      // The banner shows the error; `auto` still works (it falls back to the CPU).
+      app.backends = [{ name: "auto", available: true, detail: "backends could not be probed" }];
+      emit("wizard:render", ["training"]);
+    });
+  const [info, bundled, methods, presets] = await Promise.allSettled([
+    invoke("app_info"), invoke("bundled"), invoke("methods"), invoke("presets"),
   ]);
   const value = (r, fallback) => (r.status === "fulfilled" ? r.value : fallback);
   app.info = value(info, null);
   app.bundled = value(bundled, null);
   app.methods = value(methods, []);
   app.presets = value(presets, []);
-  app.backends = value(backends, []);
   if (app.info) {
     document.getElementById("app-version").textContent = `v${app.info.version}`;
     document.title = app.info.name;
