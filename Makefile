@@ -128,3 +128,4 @@ bench: deps
 	bench/logits.sh cpu
 	bench/train.sh cpu
 	bench/data.sh
+	bench/triage.sh

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod report;
 pub mod tokenizer;
 pub mod train;
+pub mod triage;
 
 pub use backend::{BackendChoice, BackendError};
 pub use config::RunConfig;

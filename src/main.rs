@@ -55,6 +55,10 @@ enum Command {
     /// Write a run's result as a PEFT adapter, a llama.cpp GGUF adapter or a
     /// merged model.
     Export(cli::export::ExportArgs),
+    /// Run a grid of candidates (learning rates, batch sizes...) for the
+    /// early window only, keep the most promising by the SFT guide's early
+    /// dynamics (lower gradient norm, higher loss), and finish it.
+    Triage(cli::triage::TriageArgs),
 }
 
 #[derive(Subcommand)]
@@ -183,6 +187,7 @@ fn main() -> Result<()> {
         Command::Runs(RunsCommand::Latest { dir }) => cli::train::runs_latest(dir),
         Command::Data(DataCommand::Inspect(args)) => cli::data::inspect_cmd(args),
         Command::Export(args) => cli::export::export_cmd(args),
+        Command::Triage(args) => cli::triage::triage_cmd(args),
     }
 }
 

@@ -44,7 +44,15 @@ pub async fn chat<R: Runtime>(
     prompt: String,
     max_new_tokens: Option<usize>,
 ) -> AppResult<ChatDone> {
-    let model_dir = state.check(&model_path)?;
+    // A past run's base model may have been picked in an earlier session
+    // of the app: the runs folder vouches for it.
+    let model_dir = state.check(&model_path).or_else(|e| {
+        tunesmith::train::runs::list_runs(&state.runs_dir)
+            .into_iter()
+            .filter_map(|r| r.model_path)
+            .find(|p| p == &model_path)
+            .ok_or(e)
+    })?;
     let adapter = match run_dir {
         Some(d) => {
             let dir = run_dir_of(&state, &d)?;

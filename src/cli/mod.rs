@@ -1,3 +1,4 @@
 pub mod data;
 pub mod export;
 pub mod train;
+pub mod triage;
