@@ -238,17 +238,28 @@ pub fn triage(
     overrides: &[String],
     axes: &[GridAxis],
     options: TriageOptions,
-    mut on_event: impl FnMut(&TriageEvent),
+    on_event: impl FnMut(&TriageEvent),
 ) -> Result<TriageReport, TriageError> {
     let base = RunConfig::load(config_path, overrides)?;
-    let list = candidates(&base, axes)?;
-    let dir = parent_dir(&base)?;
+    triage_config(&base, axes, options, on_event)
+}
+
+/// Runs the triage of `base` over the grid `axes` (what the app calls with
+/// the wizard's config).
+pub fn triage_config(
+    base: &RunConfig,
+    axes: &[GridAxis],
+    options: TriageOptions,
+    mut on_event: impl FnMut(&TriageEvent),
+) -> Result<TriageReport, TriageError> {
+    let list = candidates(base, axes)?;
+    let dir = parent_dir(base)?;
     let early_window = base.early_stopping.early_window;
+    let text = base.to_toml();
     let mut results = Vec::new();
     for c in &list {
-        let mut all = overrides.to_vec();
-        all.extend(c.overrides.iter().cloned());
-        let mut config = RunConfig::load(config_path, &all)?;
+        // Paths in `base` are absolute already; the overrides are values.
+        let mut config = RunConfig::from_toml_str(&text, &c.name, Path::new("/"), &c.overrides)?;
         config.output.runs_dir = dir.clone();
         config.output.name = c.name.clone();
         let handle = Session::start(config).map_err(|source| TriageError::Run {

@@ -12,6 +12,7 @@ mod progress;
 mod runs;
 mod setup;
 mod state;
+mod triage;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,7 @@ pub use error::AppError;
 pub use progress::Progress;
 pub use runs::{COALESCE, RUN_EVENTS, RunEvents};
 pub use state::AppState;
+pub use triage::{TRIAGE_EVENTS, TriageEvents};
 
 /// Display name of the app.
 pub const APP_NAME: &str = "Tunesmith";
@@ -78,6 +80,7 @@ pub fn build_app<R: tauri::Runtime>(
             runs::overlay_chart,
             export::export_run,
             chat::chat,
+            triage::start_triage,
         ])
 }
 

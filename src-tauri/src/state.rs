@@ -24,6 +24,8 @@ pub struct AppState {
     granted: Mutex<Vec<PathBuf>>,
     /// Controls of the runs started (or resumed) in this window.
     pub(crate) running: Mutex<HashMap<PathBuf, Controller>>,
+    /// A triage is running (one at a time).
+    pub(crate) triage_running: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -37,6 +39,7 @@ impl AppState {
             presets_dir: canon(presets_dir),
             granted: Mutex::new(Vec::new()),
             running: Mutex::new(HashMap::new()),
+            triage_running: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -337,3 +337,65 @@ fn a_stopped_run_resumes_to_the_end() {
     );
     assert!(chat["tokens"].as_u64().unwrap() >= 1);
 }
+
+#[test]
+fn triage_from_the_app_reports_its_candidates_and_the_one_kept() {
+    let app = app();
+    let payloads: Arc<Mutex<Vec<tunesmith_app::TriageEvents>>> = Arc::default();
+    let sink = payloads.clone();
+    app._app
+        .listen_any(tunesmith_app::TRIAGE_EVENTS, move |event| {
+            sink.lock()
+                .unwrap()
+                .push(serde_json::from_str(event.payload()).expect("typed payload"));
+        });
+    let mut config = quickstart(&app);
+    config["train"]["max_steps"] = json!(20);
+    config["train"]["eval_every"] = json!(10);
+    let err = app
+        .invoke(
+            "start_triage",
+            json!({ "config": config, "grid": ["lr=1e-3"] }),
+        )
+        .unwrap_err();
+    assert!(err.contains("at least two candidates"), "{err}");
+
+    let started = app.ok(
+        "start_triage",
+        json!({ "config": config, "grid": ["lr=1e-3,3e-3"] }),
+    );
+    let dir = PathBuf::from(started["dir"].as_str().unwrap());
+    assert!(dir.starts_with(app.runs.path().canonicalize().unwrap()));
+    let start = Instant::now();
+    let report = loop {
+        if let Some(done) = payloads.lock().unwrap().iter().find_map(|p| p.done.clone()) {
+            break done;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "triage did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let candidates = report["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 2);
+    let kept = report["kept"].as_u64().unwrap() as usize;
+    assert_eq!(candidates[kept]["steps"], 20);
+    assert!(dir.join("triage.svg").is_file());
+    let events: usize = payloads
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.events.len())
+        .sum();
+    assert!(payloads.lock().unwrap().len() < events, "coalesced");
+    // The candidates' charts open like any run's.
+    let chart = app.ok(
+        "overlay_chart",
+        json!({
+            "run_dirs": candidates.iter().map(|c| c["run_dir"].clone()).collect::<Vec<_>>(),
+            "width": 800, "height": 400
+        }),
+    );
+    assert!(chart["svg"].as_str().unwrap().contains("lr-3e-3"));
+}
