@@ -501,6 +501,30 @@ fn a_learning_rate_far_too_high_is_stopped_as_divergence() {
         "checkpoint {newest} after the collapse at {}",
         stop.step
     );
+
+    // Retry from the newest checkpoint at a sane rate: the run goes on
+    // from there at the new rate. (Whether it recovers depends on that
+    // checkpoint: the collapse rule needs three vanished steps to fire, so
+    // the newest checkpoint before it may already be saturated.)
+    let handle = Session::retry(&run, 3e-3).unwrap();
+    let events = follow(&handle, |_| {});
+    let Some(TrainEvent::Started { start_step, .. }) = events.first() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(*start_step, newest);
+    let lrs: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Step { lr, .. } => Some(*lr),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !lrs.is_empty() && lrs.iter().all(|&lr| lr <= 3e-3),
+        "{lrs:?}"
+    );
+    let config = tunesmith::train::prepare::run_config(&run).unwrap();
+    assert_eq!(config.train.learning_rate, 3e-3);
 }
 
 #[test]

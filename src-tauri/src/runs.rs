@@ -51,18 +51,27 @@ pub async fn start_run<R: Runtime>(
     Ok(watch(app, &state, handle))
 }
 
-/// `resume_run` → continues an interrupted run from its newest checkpoint.
+/// `resume_run` → continues an interrupted run from its newest checkpoint;
+/// with `learning_rate`, rolls back to it and retries at that rate (what
+/// divergence advice suggests).
 #[tauri::command(rename_all = "snake_case")]
 pub async fn resume_run<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
     run_dir: PathBuf,
+    learning_rate: Option<f64>,
 ) -> AppResult<Started> {
     let dir = run_dir_of(&state, &run_dir)?;
     if state.running.lock().is_ok_and(|r| r.contains_key(&dir)) {
         return Err(AppError::new("this run is already running in this window"));
     }
-    let handle = blocking(move || Ok(Session::resume(&dir)?)).await?;
+    let handle = blocking(move || {
+        Ok(match learning_rate {
+            Some(lr) => Session::retry(&dir, lr)?,
+            None => Session::resume(&dir)?,
+        })
+    })
+    .await?;
     Ok(watch(app, &state, handle))
 }
 

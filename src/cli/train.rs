@@ -34,6 +34,11 @@ pub struct TrainArgs {
 pub struct ResumeArgs {
     /// The run directory to continue from its newest checkpoint.
     pub run_dir: PathBuf,
+    /// Continue with this learning rate (after a divergence: roll back to
+    /// the last good checkpoint and retry with the rate the advice
+    /// suggests). The run's config.toml records it.
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
     /// Print one JSON object per event on stdout.
     #[arg(long)]
     pub json: bool,
@@ -51,7 +56,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
 }
 
 pub fn resume(args: ResumeArgs) -> Result<()> {
-    let handle = Session::resume(&args.run_dir)?;
+    let handle = match args.learning_rate {
+        Some(lr) => Session::retry(&args.run_dir, lr)?,
+        None => Session::resume(&args.run_dir)?,
+    };
     follow(handle, args.json)
 }
 

@@ -38,6 +38,20 @@ impl Session {
         Ok(spawn(prepared, run_dir, None))
     }
 
+    /// Rolls the run in `run_dir` back to its newest checkpoint (after a
+    /// divergence, the last good one: a diverged run writes none) and
+    /// continues it with `learning_rate`, which its config.toml records
+    /// from now on.
+    pub fn retry(run_dir: &Path, learning_rate: f64) -> Result<RunHandle, TrainError> {
+        let mut config = run_config(run_dir)?;
+        config.train.learning_rate = learning_rate;
+        config.validate()?;
+        let path = run_dir.join("config.toml");
+        crate::fsutil::write_atomic(&path, config.to_toml().as_bytes())
+            .map_err(|source| TrainError::Io { path, source })?;
+        Self::resume(run_dir)
+    }
+
     /// Continues the run in `run_dir` from its newest checkpoint, producing
     /// the same steps an uninterrupted run would have.
     pub fn resume(run_dir: &Path) -> Result<RunHandle, TrainError> {

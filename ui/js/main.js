@@ -9,6 +9,7 @@ import { inApp, invoke, NOT_IN_APP } from "./ipc.js";
 import { initWizard } from "./wizard.js";
 import { applyPreset } from "./steps/training.js";
 import * as dashboard from "./dashboard.js";
+import * as triage from "./triage.js";
 import * as runs from "./runs.js";
 import * as exportView from "./export.js";
 import * as chat from "./chat.js";
@@ -17,6 +18,7 @@ import { basename } from "./format.js";
 const VIEWS = {
   wizard: {},
   dashboard: { onShow: dashboard.onShow, onHide: dashboard.onHide },
+  triage: { onShow: triage.onShow, onHide: triage.onHide },
   runs: { onShow: runs.onShow },
   export: { onShow: exportView.onShow },
   chat: { onShow: chat.onShow },
@@ -91,6 +93,7 @@ async function main() {
   initialConfig();
   initWizard();
   dashboard.initDashboard();
+  triage.initTriage();
   runs.initRuns();
   exportView.initExport();
   chat.initChat();

@@ -24,6 +24,8 @@ export const wizard = {
   form: {},
   estimate: { result: null, error: null, pending: false },
   toml: { text: null, error: null },
+  /** Triage over learning rates: on, and the typed list (null = the default around the learning rate). */
+  triage: { on: false, lrs: null },
   starting: false,
 };
 

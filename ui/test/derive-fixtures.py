@@ -13,6 +13,9 @@ shapes the app's commands return (docs/app.md):
   * estimates: trainable/total parameters from the one-step probe runs per
     rank; the memory breakdown is a STAND-IN (f32 sizes of weights and of the
     trainable parameters, AdamW's two moments) until Rust's `estimate` exists;
+  * triage: `triage --json` (TriageEvent lines, then the report) cut into
+    `triage-events` payloads of a few events each, the last with done = the
+    report (what start_triage's events carry, docs/app.md);
   * export error: the CLI's message without its "Error: " prefix.
 Usage: derive-fixtures.py REPO_ROOT RECORD_DIR
 """
@@ -127,6 +130,13 @@ for p in sorted((fx / "runs").glob("*.events.jsonl")):
             chunk = []
     replays[name] = payloads
 
+triage_lines = load_jsonl(fx / "triage.jsonl")
+triage_events, triage_report = triage_lines[:-1], triage_lines[-1]
+triage_payloads = []
+for i in range(0, len(triage_events), 16):
+    triage_payloads.append({"dir": triage_report["dir"], "events": triage_events[i:i + 16], "done": None, "error": None})
+triage_payloads[-1]["done"] = triage_report
+
 quickstart_dir = replays["quickstart"][0]["run_dir"]
 error = (fx / "export-peft.error.txt").read_text().strip().splitlines()[0].removeprefix("Error: ")
 methods = json.loads((fx / "methods.json").read_text())["methods"]
@@ -147,6 +157,7 @@ app = {
     "events": events,
     "replays": replays,
     "start_run_dir": quickstart_dir,
+    "triage": {"dir": triage_report["dir"], "payloads": triage_payloads},
     "config_toml": (fx / "runs" / "quickstart.config.toml").read_text(),
     "export": {"report": json.loads((fx / "export-peft.json").read_text()), "error": error},
     "chat": {

@@ -3,7 +3,9 @@
 // fixtures/app.json (recorded from the real CLI by record-fixtures.sh) and
 // records every call in window.__fake.calls so tests can check the arguments.
 // Tests steer it through window.__fake: delay[cmd] (ms or fn(args) → ms),
-// fail[cmd] (a message to reject with), pick[kind] (what pick_path returns).
+// fail[cmd] (a message to reject with), pick[kind] (what pick_path returns),
+// triagePayloads (what start_triage replays as `triage-events`; default the
+// recorded triage's payloads) and triageGapMs (the time between them).
 //
 // run_chart / overlay_chart: STAND-IN. The Rust chart renderer is tested on
 // the Rust side; here the SVG is a plain placeholder of the requested size
@@ -25,6 +27,8 @@ export function installFakeTauri(fx) {
     exported: new Set(),
     listeners: new Map(),
     nextRunDir: null,
+    triagePayloads: null,
+    triageGapMs: 80,
     chatPieceMs: 15,
   };
   window.__fake = fake;
@@ -35,6 +39,14 @@ export function installFakeTauri(fx) {
   fake.emit = (event, payload) => {
     if (event === "run-events") {
       (fake.delivered[payload.run_dir] ??= []).push(...payload.events);
+    }
+    if (event === "triage-events") {
+      // The candidates' train events, per run folder, for the stand-in overlay chart.
+      fake.triageDirs ??= {};
+      for (const e of payload.events) {
+        if (e.triage === "candidate_started") fake.triageDirs[e.name] = e.run_dir;
+        else if (e.triage === "train" && fake.triageDirs[e.name]) (fake.delivered[fake.triageDirs[e.name]] ??= []).push(e.event);
+      }
     }
     for (const fn of fake.listeners.get(event) ?? []) fn({ event, id: 0, payload });
   };
@@ -120,6 +132,18 @@ export function installFakeTauri(fx) {
     return { text };
   }
 
+  // start_triage: answers the recorded triage's folder, then replays its payloads.
+  function startTriage() {
+    const payloads = fake.triagePayloads ?? fx.triage.payloads;
+    setTimeout(async () => {
+      for (const p of payloads) {
+        fake.emit("triage-events", p);
+        await sleep(fake.triageGapMs);
+      }
+    }, fake.triageGapMs);
+    return { dir: payloads[0]?.dir ?? fx.triage.dir };
+  }
+
   const handlers = {
     app_info: () => fx.app_info,
     bundled: () => fx.bundled,
@@ -138,6 +162,7 @@ export function installFakeTauri(fx) {
       return toToml(config);
     },
     start_run: () => ({ run_dir: fake.nextRunDir ?? fx.start_run_dir }),
+    start_triage: startTriage,
     control_run: () => null,
     resume_run: ({ run_dir }) => ({ run_dir }),
     list_runs: () => fx.runs,

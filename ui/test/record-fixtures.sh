@@ -2,7 +2,7 @@
 # Records the engine outputs the UI tests replay (ui/test/fixtures/), from the
 # real CLI: dataset and model reports, real training runs (their events,
 # metrics.jsonl and config.toml), the runs list, an export report and error,
-# and base/tuned generations for the chat view. Run from anywhere:
+# a triage over learning rates, and base/tuned generations for the chat view. Run from anywhere:
 #   ui/test/record-fixtures.sh [path/to/tunesmith]
 # Nothing here is hand-written except methods.json and backends.json (the
 # app's own lists, not engine numbers); derive-fixtures.py turns these
@@ -80,6 +80,10 @@ sleep 2
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 cp "$REC/interrupted.jsonl" "$OUT/runs/interrupted.events.jsonl"
+
+echo "== a triage over three learning rates (the first one ranked is kept and runs to the end)"
+"$T" triage presets/quickstart.toml --grid lr=1e-3,3e-3,1e-2 --set output.runs_dir="$REC/triage" --set model.backend=cpu \
+  --set train.max_steps=40 --set train.eval_every=10 --json > "$OUT/triage.jsonl"
 
 echo "== runs list"
 "$T" runs list --dir "$REC/runs" --json > "$OUT/runs-list.jsonl"

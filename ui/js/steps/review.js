@@ -1,11 +1,13 @@
 // Wizard step 5: the TOML the run will save (from config_toml, which also
 // validates), a short summary, and Start (start_run), which opens the
-// dashboard on the new run.
+// dashboard on the new run; with triage on, Start triage (start_triage)
+// opens the Triage view instead.
 
 import { app, wizard, emit } from "../state.js";
 import { h, replace, clone } from "../dom.js";
 import { invoke } from "../ipc.js";
 import { basename } from "../format.js";
+import { triageText, parseTriageLrs } from "./training.js";
 
 let seq = 0;
 let startError = null;
@@ -28,15 +30,27 @@ async function start() {
   emit("wizard:render", "review");
   try {
     const config = clone(wizard.config);
-    const { run_dir } = await invoke("start_run", { config }, { quiet: true });
-    app.currentRun = { run_dir, model_path: config.model.path };
-    emit("run:current", app.currentRun);
-    emit("nav", "dashboard");
+    const lrs = triageLrs();
+    if (lrs) {
+      const { dir } = await invoke("start_triage", { config, grid: [`lr=${lrs.join(",")}`], run_all: false }, { quiet: true });
+      emit("triage:started", { dir, model_path: config.model.path });
+      emit("nav", "triage");
+    } else {
+      const { run_dir } = await invoke("start_run", { config }, { quiet: true });
+      app.currentRun = { run_dir, model_path: config.model.path };
+      emit("run:current", app.currentRun);
+      emit("nav", "dashboard");
+    }
   } catch (err) {
     startError = err.message;
   }
   wizard.starting = false;
   emit("wizard:render", "review");
+}
+
+/** The triage's learning rates when triage is on (the training step validated them), else null. */
+function triageLrs() {
+  return wizard.triage.on ? parseTriageLrs(triageText()).values ?? null : null;
 }
 
 export function render(el) {
@@ -54,6 +68,9 @@ export function render(el) {
       h("dt", {}, "Preset"), h("dd", {}, preset?.title ?? preset?.name ?? "custom"),
       h("dt", {}, "Backend"), h("dd", {}, wizard.config.model.backend ?? "auto")),
     h("h3", {}, "Run configuration"),
+    triageLrs() ? h("p", { class: "triage-note", testid: "review-triage" },
+      h("strong", {}, `Triage over learning rates: ${triageLrs().join(", ")}`),
+      " — each runs for the early window, the best one continues to the end.") : null,
     t.loading ? h("p", { class: "muted", "aria-live": "polite" }, "Checking the configuration…") : null,
     t.error ? h("p", { class: "inline-error", role: "alert", testid: "review-error" }, t.error) : null,
     h("pre", { class: "toml", testid: "review-toml", tabindex: "0" }, t.text ?? ""),
@@ -64,7 +81,7 @@ export function render(el) {
         testid: "start-run",
         disabled: !t.text || wizard.starting,
         onclick: start,
-      }, wizard.starting ? "Starting…" : "Start training"),
+      }, wizard.starting ? "Starting…" : triageLrs() ? "Start triage" : "Start training"),
       startError ? h("p", { class: "inline-error", role: "alert", testid: "start-error" }, startError) : null));
 }
 

@@ -1,11 +1,12 @@
 // Wizard step 4: training settings. A preset (from `presets`) fills the
 // [train] section (plus data.max_length / val_fraction, early stopping and
 // the run name); the values stay editable; the advisor's rules (off / warn /
-// stop); and the compute backend, unavailable ones disabled with the reason.
+// stop); the compute backend, unavailable ones disabled with the reason; and
+// triage: several learning rates tried for the early window first.
 
 import { app, wizard, emit } from "../state.js";
 import { h, replace, field, clone } from "../dom.js";
-import { firstError, rawValue, updateField, resetFields } from "../validate.js";
+import { firstError, rawValue, updateField, resetFields, parseField } from "../validate.js";
 import { inspectDataset } from "./dataset.js";
 
 export const FIELDS = [
@@ -27,6 +28,34 @@ const RULES = [
 ];
 const MODES = ["off", "warn", "stop"];
 const PATIENCE = { path: "early_stopping.patience", label: "Patience (evaluations)", kind: "int", min: "gt0", testid: "patience-input" };
+// The early window's default share of the planned steps (docs/config.md, [early_stopping]).
+const EARLY_WINDOW = 0.1;
+
+/** A learning rate written compactly: 0.0009 → "9e-4", 0.003 → "3e-3", 0.5 → "0.5". */
+export function compactLr(x) {
+  const v = Number(x.toPrecision(3));
+  if (v !== 0 && (Math.abs(v) < 0.01 || Math.abs(v) >= 1000)) return v.toExponential().replace("e+", "e");
+  return String(v);
+}
+
+/** The triage's learning rates as typed (default: the learning rate times 0.3, 1 and 3). */
+export function triageText() {
+  if (wizard.triage.lrs != null) return wizard.triage.lrs;
+  const lr = wizard.config.train?.learning_rate;
+  return lr > 0 ? [0.3, 1, 3].map((f) => compactLr(lr * f)).join(", ") : "";
+}
+
+/** {values: [text]} or {error} for the triage's learning rates. */
+export function parseTriageLrs(text) {
+  const parts = String(text ?? "").split(",").map((x) => x.trim()).filter((x) => x !== "");
+  const spec = { label: "Each triage learning rate", kind: "float", min: "gt0" };
+  for (const part of parts) {
+    const r = parseField(spec, part);
+    if (r.error) return { error: `${r.error.replace(/\.$/, "")} ("${part}").` };
+  }
+  if (parts.length < 2) return { error: "Triage needs at least two learning rates, separated by commas." };
+  return { values: parts };
+}
 
 /** Fills the training settings from preset `name`. */
 export function applyPreset(name) {
@@ -70,6 +99,8 @@ export function render(el) {
     h("h3", {}, "Early stopping"),
     h("p", { class: "hint" }, "The advisor watches the run: off ignores a rule, warn only advises, stop ends the run (keeping the best or last good checkpoint)."),
     h("div", { class: "field-grid" }, RULES.map(([rule, def, what]) => ruleSelect(rule, def, what)), numberInput(PATIENCE, null, 3)),
+    h("h3", {}, "Triage"),
+    triageFields(el),
     h("h3", {}, "Compute"),
     backendSelect(cfg));
 }
@@ -87,6 +118,41 @@ function numberInput(spec, onChange, fallback) {
   });
   if (onChange) input.addEventListener("change", onChange);
   return f.wrap;
+}
+
+function triageFields(el) {
+  const t = wizard.triage;
+  const share = wizard.config.early_stopping?.early_window ?? EARLY_WINDOW;
+  const toggle = h("input", {
+    type: "checkbox",
+    testid: "triage-toggle",
+    checked: t.on,
+    onchange: (e) => {
+      t.on = e.target.checked;
+      emit("wizard:message", null);
+      render(el);
+    },
+  });
+  const input = h("input", { type: "text", testid: "triage-lrs", value: triageText(), autocomplete: "off", disabled: !t.on });
+  const f = field("Learning rates (comma-separated)", input);
+  const showError = () => {
+    const err = t.on ? parseTriageLrs(input.value).error : null;
+    f.error.textContent = err ?? "";
+    input.setAttribute("aria-invalid", String(Boolean(err)));
+  };
+  input.addEventListener("input", () => {
+    t.lrs = input.value;
+    showError();
+    emit("wizard:message", null);
+  });
+  showError();
+  return h("div", { class: "triage-fields" },
+    h("label", { class: "check-line" }, toggle, " Try several learning rates first (triage)"),
+    h("p", { class: "hint" },
+      `Each learning rate runs for the early window (${Math.round(share * 100)}% of the planned steps); `,
+      "the one with the lower gradient norm and higher loss early on continues to the end, the others stay stopped ",
+      "(early-dynamics ranking, Pareja et al. 2024)."),
+    h("div", { class: "field-grid" }, f.wrap));
 }
 
 function scheduleSelect(cfg) {
@@ -132,5 +198,6 @@ export function validate() {
   if (err) return err;
   const backend = app.backends.find((b) => b.name === (wizard.config.model.backend ?? "auto"));
   if (backend && !backend.available) return `The ${backend.name} backend is unavailable: ${backend.detail}.`;
+  if (wizard.triage.on) return parseTriageLrs(triageText()).error ?? null;
   return null;
 }
