@@ -76,6 +76,7 @@ pub fn build_app<R: tauri::Runtime>(
             runs::control_run,
             runs::list_runs,
             runs::run_events,
+            runs::run_progress,
             runs::run_chart,
             runs::overlay_chart,
             export::export_run,

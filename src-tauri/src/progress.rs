@@ -7,7 +7,9 @@ use tunesmith::TrainEvent;
 /// Where a run is, as the `progress` of a `run-events` payload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Progress {
-    /// `starting`, `running`, `paused`, `finished` or `failed`.
+    /// `starting`, `running`, `paused`, `finished` or `failed`; a run
+    /// opened from the history that ended without a last event is
+    /// `interrupted`.
     pub state: &'static str,
     pub step: usize,
     pub total_steps: usize,

@@ -175,6 +175,27 @@ pub fn run_events(state: State<'_, AppState>, run_dir: PathBuf) -> AppResult<Vec
     Ok(tunesmith::train::runs::read_events(&dir))
 }
 
+/// `run_progress` → where a run stands (state, step, elapsed), from its
+/// metrics.jsonl: for a run opened from the history rather than started
+/// in this window.
+#[tauri::command(rename_all = "snake_case")]
+pub fn run_progress(state: State<'_, AppState>, run_dir: PathBuf) -> AppResult<Progress> {
+    let dir = run_dir_of(&state, &run_dir)?;
+    let mut progress = Progress::default();
+    for event in tunesmith::train::runs::read_events(&dir) {
+        progress.update(&event);
+    }
+    if progress.state == "running" || progress.state == "paused" || progress.state == "starting" {
+        let live = state.running.lock().is_ok_and(|r| r.contains_key(&dir));
+        if !live {
+            // Its process ended without a last word: a crash or a kill.
+            progress.state = "interrupted";
+            progress.eta_s = None;
+        }
+    }
+    Ok(progress)
+}
+
 /// `run_chart` → one run's chart at the window's size.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn run_chart(

@@ -256,6 +256,11 @@ fn a_quickstart_run_streams_coalesced_events_and_exports() {
 
     let runs = app.ok("list_runs", json!({}));
     assert_eq!(runs[0]["status"], "completed");
+    let progress = app.ok("run_progress", json!({ "run_dir": run_dir }));
+    assert_eq!(
+        (progress["state"].clone(), progress["step"].clone()),
+        (json!("finished"), json!(30))
+    );
     let reopened = app.ok("run_events", json!({ "run_dir": run_dir }));
     assert_eq!(reopened.as_array().unwrap().len(), events.len());
     let chart = app.ok(

@@ -35,7 +35,7 @@ const CHART_POINTS = `
   }
   return n;`;
 
-test("wizard → run → live chart → stop → PEFT export on disk", { timeout: 600_000 }, async () => {
+test("wizard → run → live chart → stop → PEFT export on disk → chat", { timeout: 600_000 }, async () => {
   assert.ok(OUT && APP, "run through tests/e2e/run.sh");
   const wd = new WebDriver(DRIVER_URL);
   const launched = Date.now();
@@ -133,6 +133,28 @@ test("wizard → run → live chart → stop → PEFT export on disk", { timeout
     assert.ok(statSync(adapter).size > 1000);
     assert.ok(existsSync(join(out, "adapter_config.json")));
     assert.equal(await wd.find("export-error"), null);
+
+    // Chat: the base model and the run's best checkpoint answer side by
+    // side, streamed token by token.
+    await wd.script(`
+      window.__e2eTokens = {};
+      window.__TAURI__.event.listen('chat-token', (e) => {
+        window.__e2eTokens[e.payload.id] = (window.__e2eTokens[e.payload.id] || 0) + 1;
+      });`);
+    await wd.click("nav-chat");
+    await wd.type("chat-prompt", "What is the capital of Sweden?");
+    await wd.click("chat-send");
+    const status = `return ['base', 'tuned'].map((s) =>
+      document.querySelector('[data-testid=chat-' + s + ']')?.dataset.status);`;
+    const done = await wd.until("both answers", async () => {
+      const st = await wd.script(status);
+      return st.every((x) => x === "done" || x === "error") ? st : null;
+    }, 120_000);
+    screenshot("9-chat");
+    assert.deepEqual(done, ["done", "done"], await wd.text("chat-tuned"));
+    const tokens = await wd.script("return window.__e2eTokens;");
+    console.log(`chat-token events per answer: ${JSON.stringify(tokens)}`);
+    assert.equal(Object.keys(tokens).length, 2, "both answers streamed");
   } catch (e) {
     screenshot("failure");
     throw e;

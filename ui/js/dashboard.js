@@ -51,6 +51,19 @@ async function setCurrent(run) {
       // the live events still show; the chart reads the file itself
     }
   }
+  if (run.resumed && !e.progress) {
+    // A run opened from the history (or resumed, before its first
+    // payload): where it stands, from its metrics.
+    try {
+      const progress = await invoke("run_progress", { run_dir: run.run_dir }, { quiet: true });
+      if (!e.progress) {
+        e.progress = progress;
+        renderStatus();
+      }
+    } catch {
+      // the state badge keeps "starting" until events arrive
+    }
+  }
 }
 
 async function control(action) {

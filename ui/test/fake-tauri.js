@@ -167,6 +167,21 @@ export function installFakeTauri(fx) {
     resume_run: ({ run_dir }) => ({ run_dir }),
     list_runs: () => fx.runs,
     run_events: ({ run_dir }) => fx.events[run_dir] ?? [],
+    // Rust folds the run's events into its progress; the fake takes the last
+    // recorded step (a stand-in for the shape, not the logic).
+    run_progress: ({ run_dir }) => {
+      const events = fx.events[run_dir] ?? [];
+      const last = [...events].reverse().find((e) => e.event === "step");
+      const ended = events.some((e) => e.event === "finished");
+      return {
+        state: ended ? "finished" : "interrupted",
+        step: last?.step ?? 0,
+        total_steps: last?.total_steps ?? 0,
+        elapsed_s: last?.elapsed_s ?? 0,
+        eta_s: null,
+        tokens_per_sec: last?.tokens_per_sec ?? 0,
+      };
+    },
     run_chart: ({ run_dir, width, height }) => standInChart([run_dir], width, height),
     overlay_chart: ({ run_dirs, width, height }) => standInChart(run_dirs, width, height),
     export_run: ({ out }) => {
