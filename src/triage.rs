@@ -438,30 +438,18 @@ fn finish(
 }
 
 fn parent_dir(base: &RunConfig) -> Result<PathBuf, TriageError> {
-    let root = base.runs_dir();
-    let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
     let name = if base.output.name.trim().is_empty() {
         "triage".to_string()
     } else {
         format!("triage-{}", base.output.name.trim())
     };
-    for n in 1.. {
-        let dir = if n == 1 {
-            root.join(format!("{stamp}-{name}"))
-        } else {
-            root.join(format!("{stamp}-{name}-{n}"))
-        };
-        std::fs::create_dir_all(&root).map_err(|source| TriageError::Write {
-            path: root.clone(),
-            source,
-        })?;
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(source) => return Err(TriageError::Write { path: dir, source }),
-        }
-    }
-    unreachable!("an unbounded loop returns")
+    crate::train::new_stamped_dir(&base.runs_dir(), &name).map_err(|e| match e {
+        TrainError::Io { path, source } => TriageError::Write { path, source },
+        other => TriageError::Run {
+            candidate: name.clone(),
+            source: Box::new(other),
+        },
+    })
 }
 
 fn write_comparison(report: &TriageReport) -> Result<(), TriageError> {

@@ -20,7 +20,7 @@ fn root() -> PathBuf {
 }
 
 struct App {
-    _app: tauri::App<MockRuntime>,
+    tauri_app: tauri::App<MockRuntime>,
     webview: WebviewWindow<MockRuntime>,
     runs: tempfile::TempDir,
     payloads: Arc<Mutex<Vec<RunEvents>>>,
@@ -46,7 +46,7 @@ fn app() -> App {
         .build()
         .expect("mock window builds");
     App {
-        _app: app,
+        tauri_app: app,
         webview,
         runs,
         payloads,
@@ -348,7 +348,7 @@ fn triage_from_the_app_reports_its_candidates_and_the_one_kept() {
     let app = app();
     let payloads: Arc<Mutex<Vec<tunesmith_app::TriageEvents>>> = Arc::default();
     let sink = payloads.clone();
-    app._app
+    app.tauri_app
         .listen_any(tunesmith_app::TRIAGE_EVENTS, move |event| {
             sink.lock()
                 .unwrap()

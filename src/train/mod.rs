@@ -19,6 +19,7 @@ use thiserror::Error;
 
 pub use events::TrainEvent;
 pub use prepare::{Prepared, load_adapted};
+pub(crate) use session::new_stamped_dir;
 pub use session::{Control, Controller, RunHandle, Session};
 
 use crate::backend::BackendError;

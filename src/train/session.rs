@@ -80,14 +80,23 @@ impl Session {
 
 fn create_run_dir(config: &RunConfig) -> Result<PathBuf, TrainError> {
     let root = config.runs_dir();
-    let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
     let name = if config.output.name.trim().is_empty() {
         config.method.method().name().to_string()
     } else {
         sanitize(&config.output.name)
     };
-    std::fs::create_dir_all(&root).map_err(|source| TrainError::Io {
-        path: root.clone(),
+    let dir = new_stamped_dir(&root, &name)?;
+    let ck = dir.join("checkpoints");
+    std::fs::create_dir_all(&ck).map_err(|source| TrainError::Io { path: ck, source })?;
+    Ok(dir)
+}
+
+/// Creates `ROOT/<time>-NAME` (or `-NAME-2`, `-3`... when that exists) and
+/// returns it: the folder of a new run or of a triage.
+pub(crate) fn new_stamped_dir(root: &Path, name: &str) -> Result<PathBuf, TrainError> {
+    let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
+    std::fs::create_dir_all(root).map_err(|source| TrainError::Io {
+        path: root.to_path_buf(),
         source,
     })?;
     for n in 1.. {
@@ -97,12 +106,7 @@ fn create_run_dir(config: &RunConfig) -> Result<PathBuf, TrainError> {
             root.join(format!("{stamp}-{name}-{n}"))
         };
         match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                let ck = dir.join("checkpoints");
-                std::fs::create_dir_all(&ck)
-                    .map_err(|source| TrainError::Io { path: ck, source })?;
-                return Ok(dir);
-            }
+            Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(source) => return Err(TrainError::Io { path: dir, source }),
         }

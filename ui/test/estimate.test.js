@@ -4,19 +4,14 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { setup, openApp, assertClean, click, typeInto, text, waitText, calls, sel } from "./harness.js";
+import { setup, openApp, assertClean, click, typeInto, text, waitText, calls, sel, walkWizardTo } from "./harness.js";
 
 let env;
 before(async () => { env = await setup(); });
 after(async () => { await env?.close(); });
 
 async function toMethodStep(page) {
-  await click(page, "dataset-sample-0");
-  await waitText(page, "dataset-rows", /rows/);
-  await click(page, "wizard-next");
-  await click(page, "model-bundled");
-  await waitText(page, "model-params", /parameters/);
-  await click(page, "wizard-next");
+  await walkWizardTo(page, "method");
   await waitText(page, "trainable-params", /148 K/);
 }
 

@@ -149,18 +149,24 @@ export async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
 }
 
-/** Walks the wizard with the defaults: sample 0, bundled model, first method, first preset. */
-export async function walkWizardToReview(page) {
+const WIZARD_STEPS = ["method", "training", "review"];
+
+/** Walks the wizard with the defaults (sample 0, bundled model, first
+ * method, first preset) until `step` ("method", "training" or "review")
+ * is shown. */
+export async function walkWizardTo(page, step) {
   await click(page, "dataset-sample-0");
   await waitText(page, "dataset-rows", /rows/);
   await click(page, "wizard-next");
   await click(page, "model-bundled");
   await waitText(page, "model-params", /parameters/);
-  await click(page, "wizard-next");
-  await page.waitForSelector(sel("step-method"), { visible: true });
-  await click(page, "wizard-next");
-  await page.waitForSelector(sel("step-training"), { visible: true });
-  await click(page, "wizard-next");
-  await page.waitForSelector(sel("step-review"), { visible: true });
-  await waitText(page, "review-toml", /\[train\]/);
+  for (const s of WIZARD_STEPS) {
+    await click(page, "wizard-next");
+    await page.waitForSelector(sel(`step-${s}`), { visible: true });
+    if (s === step) break;
+  }
+  if (step === "review") await waitText(page, "review-toml", /\[train\]/);
 }
+
+/** Walks the wizard with the defaults to the review step. */
+export const walkWizardToReview = (page) => walkWizardTo(page, "review");

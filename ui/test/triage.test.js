@@ -7,7 +7,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { setup, openApp, assertClean, click, text, waitText, calls, sel, shot, fixtures, typeInto, visibleStep } from "./harness.js";
+import { setup, openApp, assertClean, click, text, waitText, calls, sel, shot, fixtures, typeInto, visibleStep, walkWizardTo } from "./harness.js";
 
 let env;
 before(async () => { env = await setup(); });
@@ -16,18 +16,7 @@ after(async () => { await env?.close(); });
 const report = fixtures.triage.payloads.at(-1).done;
 const message = (page) => page.$eval("#step-message", (e) => e.textContent);
 
-/** Walks the wizard with the defaults up to the training step. */
-async function walkToTraining(page) {
-  await click(page, "dataset-sample-0");
-  await waitText(page, "dataset-rows", /rows/);
-  await click(page, "wizard-next");
-  await click(page, "model-bundled");
-  await waitText(page, "model-params", /parameters/);
-  await click(page, "wizard-next");
-  await page.waitForSelector(sel("step-method"), { visible: true });
-  await click(page, "wizard-next");
-  await page.waitForSelector(sel("step-training"), { visible: true });
-}
+const walkToTraining = (page) => walkWizardTo(page, "training");
 
 /** Turns triage on (default learning rates) and goes on to Review. */
 async function toReviewWithTriage(page, lrs) {
