@@ -14,23 +14,27 @@ RUNS_DIR ?= $(CURDIR)/runs
 
 # The app needs WebKitGTK (+ dbus); wgpu needs a Vulkan driver (Mesa's
 # lavapipe when there is no GPU); xvfb runs the app headless; procps gives
-# the run tests `kill` for a real SIGINT; python3 + numpy & co. run
-# llama.cpp's `gguf` reader over our GGUF exports (gguf itself from PyPI);
+# the run tests `kill` for a real SIGINT; python3 + pip run llama.cpp's
+# `gguf` reader over our GGUF exports (gguf, numpy & co. come from PyPI into
+# the target dir, for whichever python3 is first on PATH);
 # chromium + node run the UI tests (npm counts as there when a nodejs build
 # that bundles it, e.g. NodeSource's, provides the command); webkit2gtk-driver,
 # imagemagick (screenshots), curl and dbus run the app's end-to-end test.
 APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev libdbus-1-dev \
 	mesa-vulkan-drivers libvulkan1 xvfb xauth procps \
-	python3 python3-pip python3-numpy python3-yaml python3-requests python3-tqdm \
+	python3 python3-pip \
 	chromium nodejs npm webkit2gtk-driver imagemagick curl dbus
 
 .PHONY: run run-cli test test-e2e test-ui test-gguf test-compat test-llama-cpp deps lint bench fmt clean-cache
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TUNESMITH := $(TARGET_DIR)/debug/tunesmith
-# llama.cpp's gguf package (pinned), installed beside the build, not system-wide.
-GGUF_VERSION := 0.19.0
-PY_DEPS := $(TARGET_DIR)/py-deps
+# llama.cpp's gguf package and what it imports (pinned), installed beside the
+# build for the python3 first on PATH (one folder per interpreter version, as
+# numpy is compiled), never system-wide.
+PY_REQUIREMENTS := tests/compat/requirements-gguf.txt
+PY_TAG := $(shell python3 -c 'import sys; print("cp%d%d" % sys.version_info[:2])' 2>/dev/null || echo none)
+PY_DEPS := $(TARGET_DIR)/py-deps/$(PY_TAG)
 
 ## run: open the app on the quickstart preset; without a display, LoRA-train the bundled
 # tiny model on the sample dataset in the terminal and ask the result.
@@ -82,8 +86,11 @@ test-ui:
 ## test-gguf: our GGUF adapters read by llama.cpp's `gguf` Python package (no torch)
 test-gguf:
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
-	@python3 -c "import gguf" 2>/dev/null || [ -f $(PY_DEPS)/gguf/__init__.py ] || \
-		python3 -m pip install -q --no-deps --target $(PY_DEPS) gguf==$(GGUF_VERSION)
+	@command -v python3 >/dev/null || { echo "python3 not found: install python3 and pip (Debian: python3 python3-pip)"; exit 1; }
+	@cmp -s $(PY_REQUIREMENTS) $(PY_DEPS)/.requirements.txt || { \
+		rm -rf $(PY_DEPS) && \
+		python3 -m pip install -q --disable-pip-version-check --target $(PY_DEPS) -r $(PY_REQUIREMENTS) && \
+		cp $(PY_REQUIREMENTS) $(PY_DEPS)/.requirements.txt; }
 	rm -rf $(TARGET_DIR)/compat-gguf
 	PYTHONPATH=$(PY_DEPS) python3 tests/compat/check_gguf.py $(TUNESMITH) $(TARGET_DIR)/compat-gguf
 

@@ -95,10 +95,14 @@ pub fn select(choice: BackendChoice) -> Result<SelectedDevice, BackendError> {
     match choice {
         BackendChoice::Cpu => Ok(cpu()),
         BackendChoice::Auto => {
-            if BackendChoice::Cuda.is_compiled()
-                && let Ok(d) = select(BackendChoice::Cuda)
-            {
-                return Ok(d);
+            // Why a compiled-in CUDA was passed over travels with the choice,
+            // so a user with an NVIDIA GPU sees it instead of a silent CPU run.
+            let mut skipped = String::new();
+            if BackendChoice::Cuda.is_compiled() {
+                match select(BackendChoice::Cuda) {
+                    Ok(d) => return Ok(d),
+                    Err(e) => skipped = format!("; cuda skipped: {e}"),
+                }
             }
             #[cfg(feature = "wgpu")]
             for (kind, label) in [
@@ -111,11 +115,13 @@ pub fn select(choice: BackendChoice) -> Result<SelectedDevice, BackendError> {
                     return Ok(SelectedDevice {
                         device,
                         backend: BackendChoice::Wgpu,
-                        description: format!("wgpu ({label})"),
+                        description: format!("wgpu ({label}){skipped}"),
                     });
                 }
             }
-            Ok(cpu())
+            let mut chosen = cpu();
+            chosen.description.push_str(&skipped);
+            Ok(chosen)
         }
         BackendChoice::Wgpu => wgpu(),
         BackendChoice::Cuda => cuda(),

@@ -53,6 +53,9 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if tunesmith_kernels::fused(&x) {
+            return tunesmith_kernels::rms_norm(x, self.weight.val(), self.eps);
+        }
         let variance = x.clone().powi_scalar(2).mean_dim(D - 1);
         let normed = x * (variance + self.eps).sqrt().recip();
         let dim = self.weight.dims()[0];

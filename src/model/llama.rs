@@ -148,8 +148,14 @@ fn repeat_kv(x: Tensor<4>, rep: usize) -> Tensor<4> {
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        let hidden = if tunesmith_kernels::fused(&gate) {
+            tunesmith_kernels::swiglu(gate, up)
+        } else {
+            silu(gate) * up
+        };
+        self.down_proj.forward(hidden)
     }
 }
 

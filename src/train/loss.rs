@@ -124,8 +124,12 @@ pub fn nll_sum(model: &CausalLm, batch: &Batch) -> Tensor<1> {
     let picked = hidden
         .reshape([b * t, h])
         .select(0, batch.positions.clone());
-    let logp = log_softmax(model.head(picked), 1);
-    logp.gather(1, batch.targets.clone().reshape([n, 1]))
+    let logits = model.head(picked);
+    if tunesmith_kernels::fused(&logits) {
+        return tunesmith_kernels::nll(logits, batch.targets.clone()).sum();
+    }
+    log_softmax(logits, 1)
+        .gather(1, batch.targets.clone().reshape([n, 1]))
         .sum()
         .neg()
 }

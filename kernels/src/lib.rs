@@ -1,0 +1,286 @@
+//! Fused CPU kernels for the training step of a Llama-family decoder:
+//! RMSNorm, SwiGLU's gate and the cross-entropy of logits, each one pass
+//! forward and one pass backward, parallel over rows.
+//!
+//! They are a burn backend extension ([`FusedOps`]) implemented for the
+//! `flex` CPU backend and for `Autodiff<Flex>` (with a hand-written backward
+//! that keeps one tensor per op instead of every intermediate). GPU backends
+//! keep burn's composed ops, which their fusion compiler already merges:
+//! callers ask [`fused`] first and take the composed path when it says no.
+//!
+//! `TUNESMITH_FUSED=0` in the environment turns the kernels off (for
+//! measuring what they bring, or to rule them out when hunting a bug).
+
+mod cpu;
+
+use std::sync::OnceLock;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::tensor::{DType, Int, Tensor, TensorData};
+
+/// Operations with a fused CPU implementation.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// RMSNorm of `x` [rows, width] with `weight` [width].
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+
+    /// `silu(gate) * up`, both of one shape.
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Negative log-likelihood of `targets` [rows] under `logits`
+    /// [rows, vocab], one value per row.
+    fn fused_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Whether the fused kernels serve this tensor: f32 on the CPU backend,
+/// with or without autodiff, and not switched off by `TUNESMITH_FUSED=0`.
+pub fn fused<const D: usize>(x: &Tensor<D>) -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    let enabled = *ENABLED.get_or_init(|| std::env::var("TUNESMITH_FUSED").as_deref() != Ok("0"));
+    let on_flex = match x.device().as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    };
+    enabled && on_flex && x.dtype() == DType::F32
+}
+
+/// RMSNorm over the last dimension (see [`FusedOps::fused_rms_norm`]).
+/// Only for tensors [`fused`] accepts.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    let dims = x.dims();
+    let width = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let out = <Dispatch as FusedOps>::fused_rms_norm(
+        x.reshape([rows, width]).into_dispatch(),
+        weight.into_dispatch(),
+        eps,
+    );
+    Tensor::<2>::from_dispatch(out).reshape(dims)
+}
+
+/// `silu(gate) * up` (see [`FusedOps::fused_swiglu`]). Only for tensors
+/// [`fused`] accepts.
+pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_swiglu(
+        gate.into_dispatch(),
+        up.into_dispatch(),
+    ))
+}
+
+/// Per-row negative log-likelihood (see [`FusedOps::fused_nll`]). Only for
+/// tensors [`fused`] accepts; every target must be below the vocabulary.
+pub fn nll(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_nll(
+        logits.into_dispatch(),
+        targets.into_dispatch(),
+    ))
+}
+
+fn f32s(t: &FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "fused kernels take f32 tensors");
+    t.to_contiguous()
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("a contiguous f32 tensor has a slice")
+}
+
+fn tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+fn shape(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+fn indices(targets: &IntTensor<Flex>, bound: usize) -> Vec<usize> {
+    let t = targets.to_contiguous();
+    let out: Vec<usize> = match t.dtype() {
+        DType::I64 => t
+            .as_slice::<i64>()
+            .map(|s| s.iter().map(|&v| v as usize).collect()),
+        DType::I32 => t
+            .as_slice::<i32>()
+            .map(|s| s.iter().map(|&v| v as usize).collect()),
+        other => panic!("fused_nll takes i64 or i32 targets, not {other:?}"),
+    }
+    .expect("a contiguous tensor has a slice");
+    if let Some(bad) = out.iter().find(|&&v| v >= bound) {
+        panic!("target token {bad} is outside the vocabulary of {bound}");
+    }
+    out
+}
+
+fn rms_norm_forward(x: &FlexTensor, w: &FlexTensor, eps: f64) -> (FlexTensor, FlexTensor) {
+    let (x, w) = (f32s(x), f32s(w));
+    let (y, rstd) = cpu::rms_norm(slice(&x), slice(&w), eps as f32);
+    let rows = rstd.len();
+    (tensor(y, shape(&x)), tensor(rstd, vec![rows]))
+}
+
+fn swiglu_forward(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let (a, b) = (f32s(a), f32s(b));
+    tensor(cpu::swiglu(slice(&a), slice(&b)), shape(&a))
+}
+
+fn nll_forward(logits: &FlexTensor, targets: &IntTensor<Flex>) -> (FlexTensor, FlexTensor) {
+    let logits = f32s(logits);
+    let vocab = shape(&logits)[1];
+    let t = indices(targets, vocab);
+    let (loss, lse) = cpu::nll(slice(&logits), vocab, &t);
+    let rows = t.len();
+    (tensor(loss, vec![rows]), tensor(lse, vec![rows]))
+}
+
+impl FusedOps for Flex {
+    fn fused_rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
+        rms_norm_forward(&x, &weight, eps).0
+    }
+
+    fn fused_swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+        swiglu_forward(&gate, &up)
+    }
+
+    fn fused_nll(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
+        nll_forward(&logits, &targets).0
+    }
+}
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl Backward<Flex, 2> for RmsNormBackward {
+    /// x, weight, per-row rstd.
+    type State = (FlexTensor, FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let g = f32s(&grads.consume::<Flex>(&ops.node));
+        let (x, w, rstd) = ops.state;
+        let (dx, dw) = cpu::rms_norm_backward(
+            slice(&x),
+            slice(&w),
+            slice(&rstd),
+            slice(&g),
+            node_w.is_some(),
+        );
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(dx, shape(&x)));
+        }
+        if let (Some(node), Some(dw)) = (node_w, dw) {
+            grads.register::<Flex>(node.id, tensor(dw, shape(&w)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl Backward<Flex, 2> for SwigluBackward {
+    /// gate, up.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_a, node_b] = ops.parents;
+        let g = f32s(&grads.consume::<Flex>(&ops.node));
+        let (a, b) = ops.state;
+        let (da, db) = cpu::swiglu_backward(slice(&a), slice(&b), slice(&g));
+        if let Some(node) = node_a {
+            grads.register::<Flex>(node.id, tensor(da, shape(&a)));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, tensor(db, shape(&b)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct NllBackward;
+
+impl Backward<Flex, 1> for NllBackward {
+    /// logits, targets, per-row log-sum-exp.
+    type State = (FlexTensor, FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_logits] = ops.parents;
+        let g = f32s(&grads.consume::<Flex>(&ops.node));
+        let Some(node) = node_logits else { return };
+        let (logits, targets, lse) = ops.state;
+        let dims = shape(&logits);
+        let vocab = dims[1];
+        let t = indices(&targets, vocab);
+        // The saved logits are this op's alone by now: the gradient
+        // overwrites them instead of allocating another [rows, vocab].
+        let mut data = logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 logits");
+        cpu::nll_backward(&mut data, vocab, &t, slice(&lse), slice(&g));
+        grads.register::<Flex>(node.id, tensor(data, dims));
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let (y, rstd) = rms_norm_forward(x.primitive(), weight.primitive(), eps);
+        match RmsNormBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (f32s(x.primitive()), f32s(weight.primitive()), rstd);
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let out = swiglu_forward(gate.primitive(), up.primitive());
+        match SwigluBackward
+            .prepare::<C>([gate.node(), up.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (f32s(gate.primitive()), f32s(up.primitive()));
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        let (loss, lse) = nll_forward(logits.primitive(), &targets);
+        match NllBackward
+            .prepare::<C>([logits.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (f32s(logits.primitive()), targets, lse);
+                drop(logits);
+                prep.finish(state, loss)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(loss),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Each fused kernel against burn's composed ops on the same inputs: the
+//! forward values and the gradients of every input agree to f32 rounding.
+
+use burn::tensor::activation::{log_softmax, silu};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use tunesmith_kernels::{fused, nll, rms_norm, swiglu};
+
+fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
+fn random<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<D> {
+    let device = device();
+    device.seed(seed);
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad()
+}
+
+fn composed_rms_norm(x: Tensor<3>, w: Tensor<1>, eps: f64) -> Tensor<3> {
+    let variance = x.clone().powi_scalar(2).mean_dim(2);
+    let normed = x * (variance + eps).sqrt().recip();
+    normed * w.reshape([1, 1, -1])
+}
+
+#[test]
+fn cpu_tensors_take_the_fused_path() {
+    assert!(fused(&Tensor::<1>::zeros([2], &Device::flex())));
+    assert!(fused(&Tensor::<1>::zeros([2], &device())));
+}
+
+#[test]
+fn rms_norm_matches_composed_ops_and_their_gradients() {
+    // Widths that are not a multiple of any SIMD lane count, rows across
+    // several rayon tasks.
+    for (rows, width) in [(3, 7), (40, 576), (2, 4099)] {
+        let x = random([2, rows, width], 1);
+        let w = random([width], 2);
+        let eps = 1e-5;
+        let probe = Tensor::<3>::random([2, rows, width], Distribution::Default, &device());
+        let fused_out = rms_norm(x.clone(), w.clone(), eps);
+        let plain_out = composed_rms_norm(x.clone(), w.clone(), eps);
+        assert!(max_diff(fused_out.clone(), plain_out.clone()) < 1e-5);
+
+        let gf = (fused_out * probe.clone()).sum().backward();
+        let gp = (plain_out * probe).sum().backward();
+        let dx = max_diff(x.grad(&gf).unwrap(), x.grad(&gp).unwrap());
+        let dw = max_diff(w.grad(&gf).unwrap(), w.grad(&gp).unwrap());
+        assert!(dx < 1e-4, "dx differs by {dx} at {rows}x{width}");
+        assert!(dw < 1e-3, "dw differs by {dw} at {rows}x{width}");
+    }
+}
+
+#[test]
+fn rms_norm_of_a_frozen_weight_gives_only_the_input_gradient() {
+    let x = random([1, 5, 33], 3);
+    let w = Tensor::<1>::ones([33], &device());
+    let g = rms_norm(x.clone(), w.clone(), 1e-6).sum().backward();
+    assert!(x.grad(&g).is_some());
+    assert!(w.grad(&g).is_none());
+}
+
+#[test]
+fn swiglu_matches_composed_ops_and_their_gradients() {
+    let a = random([3, 17, 1536], 4);
+    let b = random([3, 17, 1536], 5);
+    let probe = Tensor::<3>::random([3, 17, 1536], Distribution::Default, &device());
+    let fused_out = swiglu(a.clone(), b.clone());
+    let plain_out = silu(a.clone()) * b.clone();
+    assert!(max_diff(fused_out.clone(), plain_out.clone()) < 1e-5);
+    let gf = (fused_out * probe.clone()).sum().backward();
+    let gp = (plain_out * probe).sum().backward();
+    assert!(max_diff(a.grad(&gf).unwrap(), a.grad(&gp).unwrap()) < 1e-5);
+    assert!(max_diff(b.grad(&gf).unwrap(), b.grad(&gp).unwrap()) < 1e-5);
+}
+
+#[test]
+fn nll_matches_log_softmax_and_gather_with_gradients() {
+    let (rows, vocab) = (37, 5003);
+    let logits = random([rows, vocab], 6) * 4.0;
+    let logits = logits.detach().require_grad();
+    let targets: Vec<i64> = (0..rows as i64).map(|i| (i * 131) % vocab as i64).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [rows]), &device());
+    let weights = Tensor::<1>::random([rows], Distribution::Default, &device());
+
+    let fused_out = nll(logits.clone(), targets.clone());
+    let plain_out = log_softmax(logits.clone(), 1)
+        .gather(1, targets.reshape([rows, 1]))
+        .reshape([rows])
+        .neg();
+    assert!(max_diff(fused_out.clone(), plain_out.clone()) < 1e-4);
+    let gf = (fused_out * weights.clone()).sum().backward();
+    let gp = (plain_out * weights).sum().backward();
+    let d = max_diff(logits.grad(&gf).unwrap(), logits.grad(&gp).unwrap());
+    assert!(d < 1e-6, "logit gradients differ by {d}");
+}
+
+#[test]
+fn kernels_run_without_autodiff_too() {
+    let device = Device::flex();
+    let x = Tensor::<2>::random([4, 64], Distribution::Default, &device);
+    let w = Tensor::<1>::ones([64], &device);
+    let y = rms_norm(x.clone(), w, 1e-6);
+    // Unit weight: every row has mean square 1 after the norm.
+    let ms = y.powi_scalar(2).mean_dim(1).reshape([4]);
+    let ones = Tensor::<1>::ones([4], &device);
+    assert!((ms - ones).abs().max().into_scalar::<f32>() < 1e-4);
+}
