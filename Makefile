@@ -25,7 +25,7 @@ APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev libdbus-1-dev \
 	python3 python3-pip \
 	chromium nodejs npm webkit2gtk-driver imagemagick curl dbus
 
-.PHONY: run run-cli test test-e2e test-ui test-gguf test-compat test-llama-cpp deps lint bench fmt clean-cache
+.PHONY: run run-cli test check-cuda test-e2e test-ui test-gguf test-compat test-llama-cpp deps lint bench fmt clean-cache
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TUNESMITH := $(TARGET_DIR)/debug/tunesmith
@@ -64,9 +64,17 @@ run-cli:
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast
+	$(MAKE) check-cuda
 	$(MAKE) test-gguf
 	$(MAKE) test-ui
 	$(MAKE) test-e2e
+
+## check-cuda: the `cuda` feature compiles (no GPU needed). patches/cubecl-cuda keeps only
+## cubecl's CUDA C++ + NVRTC compiler, so nothing downloads LLVM. A target dir of its own
+## beside the main one, so checking cuda never invalidates the wgpu build's artifacts.
+CUDA_CHECK_DIR := $(TARGET_DIR)-cuda
+check-cuda:
+	CUDARC_CUDA_VERSION=12080 CARGO_TARGET_DIR=$(CUDA_CHECK_DIR) $(CARGO) check $(CARGO_FLAGS) --features cuda --lib
 
 ## test-e2e: the real app under Xvfb, driven through WebDriver (tauri-driver from crates.io
 ## + Debian's WebKitWebDriver); screenshots in $(TARGET_DIR)/e2e

@@ -190,7 +190,10 @@ fn cuda() -> Result<SelectedDevice, BackendError> {
     let device = Device::cuda(0);
     self_test(&device).map_err(|reason| BackendError::Unavailable {
         backend: BackendChoice::Cuda,
-        reason: format!("no usable NVIDIA GPU/driver ({reason})"),
+        reason: format!(
+            "no usable NVIDIA GPU, driver or NVRTC ({reason}); CUDA needs the driver, \
+             libnvrtc.so.12 and CUDA's headers (README, \"NVIDIA GPUs\")"
+        ),
     })?;
     Ok(SelectedDevice {
         device,

@@ -1,6 +1,7 @@
 //! Fused CPU kernels for the training step of a Llama-family decoder:
 //! RMSNorm, SwiGLU's gate and the cross-entropy of logits, each one pass
-//! forward and one pass backward, parallel over rows.
+//! forward and one pass backward, parallel over rows; and causal attention
+//! with grouped KV heads that never materialises the score matrix.
 //!
 //! They are a burn backend extension ([`FusedOps`]) implemented for the
 //! `flex` CPU backend and for `Autodiff<Flex>` (with a hand-written backward
@@ -11,6 +12,7 @@
 //! `TUNESMITH_FUSED=0` in the environment turns the kernels off (for
 //! measuring what they bring, or to rule them out when hunting a bug).
 
+mod attention;
 mod cpu;
 
 use std::sync::OnceLock;
@@ -40,6 +42,16 @@ pub trait FusedOps: Backend {
     /// Negative log-likelihood of `targets` [rows] under `logits`
     /// [rows, vocab], one value per row.
     fn fused_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
+
+    /// Causal softmax attention of `q` [batch, heads, len, dim] over `k`, `v`
+    /// [batch, kv_heads, len, dim] (each KV head serving `heads / kv_heads`
+    /// query heads in a row, as transformers' `repeat_kv` lays them out).
+    fn fused_causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
 }
 
 /// Whether the fused kernels serve this tensor: f32 on the CPU backend,
@@ -85,6 +97,25 @@ pub fn nll(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_nll(
         logits.into_dispatch(),
         targets.into_dispatch(),
+    ))
+}
+
+/// Causal attention (see [`FusedOps::fused_causal_attention`]) with the
+/// usual `1/sqrt(dim)` scale. Only for tensors [`fused`] accepts, with no
+/// mask beyond causality (no padding inside rows, no packing, no window,
+/// no cache).
+pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let [_, heads, _, dim] = q.dims();
+    let kv_heads = k.dims()[1];
+    assert!(
+        kv_heads > 0 && heads.is_multiple_of(kv_heads),
+        "{heads} query heads cannot share {kv_heads} KV heads"
+    );
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_causal_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        1.0 / (dim as f64).sqrt(),
     ))
 }
 
@@ -145,7 +176,49 @@ fn nll_forward(logits: &FlexTensor, targets: &IntTensor<Flex>) -> (FlexTensor, F
     (tensor(loss, vec![rows]), tensor(lse, vec![rows]))
 }
 
+fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> attention::Dims {
+    let (qs, ks) = (shape(q), shape(k));
+    assert_eq!(
+        qs.len(),
+        4,
+        "attention takes [batch, heads, len, dim] tensors"
+    );
+    assert!(
+        ks.len() == 4 && ks[0] == qs[0] && ks[2] == qs[2] && ks[3] == qs[3],
+        "keys {ks:?} do not fit queries {qs:?}"
+    );
+    attention::Dims {
+        batch: qs[0],
+        heads: qs[1],
+        kv_heads: ks[1],
+        len: qs[2],
+        dim: qs[3],
+    }
+}
+
+fn attention_forward(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    scale: f64,
+) -> (FlexTensor, FlexTensor) {
+    let (q, k, v) = (f32s(q), f32s(k), f32s(v));
+    let dims = attention_dims(&q, &k);
+    let (out, lse) = attention::forward(slice(&q), slice(&k), slice(&v), dims, scale as f32);
+    let lse_shape = vec![dims.batch, dims.heads, dims.len];
+    (tensor(out, shape(&q)), tensor(lse, lse_shape))
+}
+
 impl FusedOps for Flex {
+    fn fused_causal_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        scale: f64,
+    ) -> FlexTensor {
+        attention_forward(&q, &k, &v, scale).0
+    }
+
     fn fused_rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
         rms_norm_forward(&x, &weight, eps).0
     }
@@ -233,7 +306,68 @@ impl Backward<Flex, 1> for NllBackward {
     }
 }
 
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    /// q, k, v, output, log-sum-exp, scale.
+    type State = (
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        f64,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let g = f32s(&grads.consume::<Flex>(&ops.node));
+        let (q, k, v, out, lse, scale) = ops.state;
+        let dims = attention_dims(&q, &k);
+        let saved = attention::Saved {
+            q: slice(&q),
+            k: slice(&k),
+            v: slice(&v),
+            out: slice(&out),
+            lse: slice(&lse),
+        };
+        let grads_qkv = attention::backward(&saved, slice(&g), dims, scale as f32);
+        let shapes = [shape(&q), shape(&k), shape(&v)];
+        for ((parent, grad), shape) in ops.parents.into_iter().zip(grads_qkv).zip(shapes) {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, tensor(grad, shape));
+            }
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        // One contiguous copy of each input serves forward and backward.
+        let (qc, kc, vc) = (
+            f32s(q.primitive()),
+            f32s(k.primitive()),
+            f32s(v.primitive()),
+        );
+        let (out, lse) = attention_forward(&qc, &kc, &vc, scale);
+        match AttentionBackward
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (qc, kc, vc, out.clone(), lse, scale);
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn fused_rms_norm(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

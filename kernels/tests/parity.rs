@@ -108,3 +108,67 @@ fn kernels_run_without_autodiff_too() {
     let ones = Tensor::<1>::ones([4], &device);
     assert!((ms - ones).abs().max().into_scalar::<f32>() < 1e-4);
 }
+
+fn composed_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let [b, h, t, d] = q.dims();
+    let kvh = k.dims()[1];
+    let rep = h / kvh;
+    let repeat = |x: Tensor<4>| {
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, kvh, rep, t, d])
+            .reshape([b, h, t, d])
+    };
+    let (k, v) = (repeat(k), repeat(v));
+    let mut mask = vec![0f32; t * t];
+    for i in 0..t {
+        for j in i + 1..t {
+            mask[i * t + j] = -1e30;
+        }
+    }
+    let mask = Tensor::<4>::from_data(TensorData::new(mask, [1, 1, t, t]), &q.device());
+    let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt()) + mask;
+    burn::tensor::activation::softmax(scores, 3).matmul(v)
+}
+
+#[test]
+fn causal_attention_matches_composed_ops_and_their_gradients() {
+    // Grouped heads (3 query heads per KV head), a length that is not a
+    // multiple of the query block, and plain multi-head attention.
+    for (b, h, kvh, t, d) in [(2, 6, 2, 70, 16), (1, 2, 2, 129, 8), (1, 1, 1, 1, 4)] {
+        let q = random([b, h, t, d], 7);
+        let k = random([b, kvh, t, d], 8);
+        let v = random([b, kvh, t, d], 9);
+        let probe = Tensor::<4>::random([b, h, t, d], Distribution::Default, &device());
+        let fused_out = tunesmith_kernels::causal_attention(q.clone(), k.clone(), v.clone());
+        let plain_out = composed_attention(q.clone(), k.clone(), v.clone());
+        let diff = max_diff(fused_out.clone(), plain_out.clone());
+        assert!(
+            diff < 1e-5,
+            "output differs by {diff} at {b}x{h}/{kvh}x{t}x{d}"
+        );
+        let gf = (fused_out * probe.clone()).sum().backward();
+        let gp = (plain_out * probe).sum().backward();
+        for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
+            let diff = max_diff(x.grad(&gf).unwrap(), x.grad(&gp).unwrap());
+            assert!(
+                diff < 1e-4,
+                "d{name} differs by {diff} at {b}x{h}/{kvh}x{t}x{d}"
+            );
+        }
+    }
+}
+
+#[test]
+fn causal_attention_takes_strided_inputs() {
+    // v arrives as a swap_dims view in the model; the kernel must read it
+    // the same as a contiguous copy.
+    let device = Device::flex();
+    let q = Tensor::<4>::random([1, 2, 5, 4], Distribution::Default, &device);
+    let k = Tensor::<4>::random([1, 2, 5, 4], Distribution::Default, &device);
+    let v_seq = Tensor::<4>::random([1, 5, 2, 4], Distribution::Default, &device);
+    let v_view = v_seq.clone().swap_dims(1, 2);
+    let v_copy = Tensor::<4>::from_data(v_view.clone().into_data(), &device);
+    let a = tunesmith_kernels::causal_attention(q.clone(), k.clone(), v_view);
+    let b = tunesmith_kernels::causal_attention(q, k, v_copy);
+    assert!(max_diff(a, b) < 1e-7);
+}

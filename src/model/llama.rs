@@ -95,6 +95,9 @@ struct Step<'a> {
     /// Additive mask [batch or 1, 1, len, past+len], absent when nothing is
     /// masked.
     mask: Option<Tensor<4>>,
+    /// True when `mask` hides exactly the future: no cache, no packing, no
+    /// sliding window in reach. Then a fused causal attention may run.
+    plain_causal: bool,
     cache: Option<&'a mut KvCache>,
 }
 
@@ -121,6 +124,12 @@ impl Attention {
                 v = Tensor::cat(vec![pv, v], 2);
             }
             cache.layers[layer] = Some((k.clone(), v.clone()));
+        }
+        if step.plain_causal && tunesmith_kernels::fused(&q) {
+            let out = tunesmith_kernels::causal_attention(q, k, v);
+            return self
+                .o_proj
+                .forward(out.swap_dims(1, 2).reshape([b, t, nh * hd]));
         }
         let k = repeat_kv(k, nh / nkv);
         let v = repeat_kv(v, nh / nkv);
@@ -266,13 +275,16 @@ impl CausalLm {
         let [_, len] = tokens.dims();
         let past = cache.as_ref().map_or(0, |c| c.len);
         let (cos, sin) = self.positions.rope.tables(past, len, &device);
-        let mask = causal_mask(past, len, self.positions.sliding_window, &device);
+        let window = self.positions.sliding_window;
+        let mask = causal_mask(past, len, window, &device);
+        let plain_causal = cache.is_none() && !window.is_some_and(|w| len > w);
         self.run_layers(
             tokens,
             Step {
                 cos,
                 sin,
                 mask,
+                plain_causal,
                 cache,
             },
         )
@@ -301,6 +313,7 @@ impl CausalLm {
                 cos,
                 sin,
                 mask: Some(mask),
+                plain_causal: false,
                 cache: None,
             },
         )
