@@ -277,7 +277,7 @@ impl CausalLm {
         let (cos, sin) = self.positions.rope.tables(past, len, &device);
         let window = self.positions.sliding_window;
         let mask = causal_mask(past, len, window, &device);
-        let plain_causal = cache.is_none() && !window.is_some_and(|w| len > w);
+        let plain_causal = cache.is_none() && window.is_none_or(|w| len <= w);
         self.run_layers(
             tokens,
             Step {
