@@ -373,14 +373,16 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         weight: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self> {
-        let (y, rstd) = rms_norm_forward(x.primitive(), weight.primitive(), eps);
+        // One contiguous copy of each input serves forward and backward.
+        let (xc, wc) = (f32s(x.primitive()), f32s(weight.primitive()));
+        let (y, rstd) = rms_norm_forward(&xc, &wc, eps);
         match RmsNormBackward
             .prepare::<C>([x.node(), weight.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let state = (f32s(x.primitive()), f32s(weight.primitive()), rstd);
+                let state = (xc, wc, rstd);
                 prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(y),
@@ -388,14 +390,15 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     }
 
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
-        let out = swiglu_forward(gate.primitive(), up.primitive());
+        let (gc, uc) = (f32s(gate.primitive()), f32s(up.primitive()));
+        let out = swiglu_forward(&gc, &uc);
         match SwigluBackward
             .prepare::<C>([gate.node(), up.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let state = (f32s(gate.primitive()), f32s(up.primitive()));
+                let state = (gc, uc);
                 prep.finish(state, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(out),
@@ -403,14 +406,15 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     }
 
     fn fused_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
-        let (loss, lse) = nll_forward(logits.primitive(), &targets);
+        let lc = f32s(logits.primitive());
+        let (loss, lse) = nll_forward(&lc, &targets);
         match NllBackward
             .prepare::<C>([logits.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let state = (f32s(logits.primitive()), targets, lse);
+                let state = (lc, targets, lse);
                 drop(logits);
                 prep.finish(state, loss)
             }
