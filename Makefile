@@ -137,10 +137,12 @@ deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 
 ## bench: SmolLM2-135M shape: `logits` (512 tokens) vs transformers; LoRA r16 training
-## (micro-batch 4 x 512) tokens/s + peak RSS vs torch+PEFT; `data inspect` rows/s + peak RSS
+## (4 x 512, 8 x 128; SmolLM2 and a Qwen2.5-0.5B shape) tokens/s + peak RSS vs torch+PEFT; greedy
+## decoding tokens/s vs transformers; `data inspect` rows/s + peak RSS
 ## on 100k chat rows vs transformers
 bench: deps
 	bench/logits.sh cpu
 	bench/train.sh cpu
+	bench/generate.sh cpu
 	bench/data.sh
 	bench/triage.sh

@@ -8,43 +8,28 @@
 #   a Qwen2.5-0.5B-shaped random model                               4 x 512, 8 x 128
 #
 #   bench/train.sh [cpu|wgpu|cuda]          (default: cpu)
-#   PROFILE=debug bench/train.sh            (skip the release build)
+#   PROFILE=release bench/train.sh          (the release build; default: the dev build `make run` uses)
 #   ROWS="smollm2:4x512" STEPS=4 bench/train.sh   (a subset)
 #   FUSED_ROW=1 bench/train.sh              (also Tunesmith without its fused kernels)
 #
-# Needs python3 with torch, transformers, peft and gguf (BENCH_PYTHON, else a
-# venv under the target dir is made once: `pip install torch transformers peft gguf`).
+# Needs python3 with torch, transformers, peft and gguf (bench/common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BACKEND="${1:-cpu}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 WORK="${BENCH_DIR:-$TARGET/bench}"
 STEPS="${STEPS:-5}"
-PROFILE="${PROFILE:-release}"
+PROFILE="${PROFILE:-debug}"
 ROWS="${ROWS:-smollm2:4x512 smollm2:8x128 qwen05b:4x512 qwen05b:8x128}"
 mkdir -p "$WORK"
 
-PY="${BENCH_PYTHON:-}"
-if [ -z "$PY" ]; then
-    PY="$TARGET/bench-venv/bin/python"
-    if [ ! -x "$PY" ]; then
-        python3 -m venv "$TARGET/bench-venv"
-        "$PY" -m pip install -q torch transformers peft gguf
-    fi
-fi
+. bench/common.sh
 
 for m in smollm2 qwen05b; do
     case " $ROWS " in *" $m:"*) "$PY" bench/models.py "$m" "$WORK/$m" ;; esac
 done
 DATA="$WORK/text.jsonl"
 [ -f "$DATA" ] || "$PY" bench/make_text_dataset.py "$DATA" 48
-
-if [ "$PROFILE" = release ]; then
-    cargo build --release -p tunesmith --bin tunesmith
-else
-    cargo build --workspace --bins
-fi
-BIN="$TARGET/$PROFILE/tunesmith"
 
 # tunesmith LABEL MODEL BATCH SEQ [ENV...]: prints one JSON line like the reference's.
 tunesmith() {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use burn::backend::DispatchDevice;
 #[cfg(feature = "wgpu")]
 use burn::tensor::DeviceKind;
 use burn::tensor::{Device, Tensor};
@@ -229,5 +230,55 @@ fn self_test(device: &Device) -> Result<(), String> {
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "the runtime panicked".into())),
+    }
+}
+
+/// Whether `device` runs kernels it compiles per tensor shape (wgpu, CUDA):
+/// such backends want few distinct shapes. The CPU backend does not.
+pub fn compiles_per_shape(device: &Device) -> bool {
+    let on_cpu = match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    };
+    !on_cpu
+}
+
+/// The sequence length a micro-batch whose longest row has `len` tokens is
+/// padded to. Backends that compile per shape get a handful of buckets
+/// (powers of two up to 64, then multiples of 64), so a run compiles each
+/// kernel a bounded number of times instead of once per distinct length;
+/// the CPU pads to the longest row only.
+pub fn padded_len(len: usize, device: &Device) -> usize {
+    if compiles_per_shape(device) {
+        shape_bucket(len)
+    } else {
+        len
+    }
+}
+
+fn shape_bucket(len: usize) -> usize {
+    match len {
+        0 => 0,
+        1..=64 => len.next_power_of_two().max(8),
+        _ => len.div_ceil(64) * 64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_fall_into_few_buckets_that_hold_them() {
+        let buckets: std::collections::BTreeSet<usize> = (1..=2048).map(shape_bucket).collect();
+        // 8, 16, 32, 64, then 128..=2048 by 64.
+        assert_eq!(buckets.len(), 4 + 31);
+        for len in 1..=2048 {
+            let b = shape_bucket(len);
+            assert!(b >= len && (b - len < 64 || b == 8), "{len} -> {b}");
+        }
+        assert_eq!(padded_len(37, &Device::flex()), 37);
     }
 }

@@ -171,6 +171,10 @@ struct GenerateArgs {
     /// Random seed for sampling; the same seed gives the same text.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Keep generating past end-of-turn tokens, up to --max-new-tokens
+    /// (for timing decoding at a fixed length).
+    #[arg(long)]
+    ignore_eos: bool,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -335,7 +339,11 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         sampling,
-        stop_ids: tokenizer.stop_ids().to_vec(),
+        stop_ids: if args.ignore_eos {
+            Vec::new()
+        } else {
+            tokenizer.stop_ids().to_vec()
+        },
     };
     let start = Instant::now();
     let mut stream = tunesmith::chat::TextStream::default();

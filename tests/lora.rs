@@ -230,6 +230,18 @@ fn one_step_matches_peft_on_wgpu() {
     }
 }
 
+/// GPU backends get bucketed lengths (a bounded set of kernel shapes); the
+/// PEFT step above passing on wgpu shows the padding changes no number.
+#[test]
+fn gpu_batches_are_padded_to_a_bucket_and_cpu_batches_are_not() {
+    assert_eq!(small_batch(&Device::flex()).ids.dims(), [2, 10]);
+    if let Some(device) = common::wgpu_device() {
+        let batch = small_batch(&device);
+        assert_eq!(batch.ids.dims(), [2, 16]);
+        assert_eq!(batch.tokens, 20, "padding is not counted as tokens");
+    }
+}
+
 /// Labels as the fixture batch has them: some prompt positions ignored.
 fn small_batch(device: &Device) -> Batch {
     let mut rng = StdRng::seed_from_u64(3);

@@ -8,7 +8,7 @@
 //! accumulates dK and dV over the query heads that share a KV head, so each
 //! rayon task owns one (batch, KV head) group and writes disjoint memory.
 
-use gemm::{Parallelism, gemm};
+use crate::mm::matmul;
 use rayon::prelude::*;
 
 /// Query rows per block: the score block [BLOCK, len] stays in L2.
@@ -28,53 +28,6 @@ pub struct Dims {
 impl Dims {
     fn rep(&self) -> usize {
         self.heads / self.kv_heads
-    }
-}
-
-/// `c[m, n] = (c if acc) + beta · a[m, k] · b[k, n]`; `c` is row-major with
-/// row stride `c_rs`, `a` and `b` are given by (row stride, column stride).
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    [m, n, k]: [usize; 3],
-    c: &mut [f32],
-    c_rs: usize,
-    acc: bool,
-    a: &[f32],
-    [a_rs, a_cs]: [usize; 2],
-    b: &[f32],
-    [b_rs, b_cs]: [usize; 2],
-    beta: f32,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(c.len() >= (m - 1) * c_rs + n, "matmul: output too small");
-    assert!(a.len() > (m - 1) * a_rs + (k.max(1) - 1) * a_cs || k == 0);
-    assert!(b.len() > (k.max(1) - 1) * b_rs + (n - 1) * b_cs || k == 0);
-    // SAFETY: the asserts above keep every index gemm touches inside the
-    // three slices; `c` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            c_rs as isize,
-            acc,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
     }
 }
 

@@ -14,6 +14,8 @@
 
 mod attention;
 mod cpu;
+mod head;
+mod mm;
 
 use std::sync::OnceLock;
 
@@ -42,6 +44,16 @@ pub trait FusedOps: Backend {
     /// Negative log-likelihood of `targets` [rows] under `logits`
     /// [rows, vocab], one value per row.
     fn fused_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
+
+    /// Negative log-likelihood of `targets` [rows] under the logits
+    /// `hidden [rows, width] · weight [width, vocab]`, one value per row,
+    /// without the [rows, vocab] logits ever existing at once. `weight` is
+    /// read in place whatever its strides (a transposed embedding is fine).
+    fn fused_head_nll(
+        hidden: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self>;
 
     /// Causal softmax attention of `q` [batch, heads, len, dim] over `k`, `v`
     /// [batch, kv_heads, len, dim] (each KV head serving `heads / kv_heads`
@@ -96,6 +108,18 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
 pub fn nll(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_nll(
         logits.into_dispatch(),
+        targets.into_dispatch(),
+    ))
+}
+
+/// Per-row negative log-likelihood under the output head (see
+/// [`FusedOps::fused_head_nll`]): `hidden` [rows, width], `weight` [width,
+/// vocab]. Only for tensors [`fused`] accepts; every target must be below
+/// the vocabulary.
+pub fn head_nll(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_head_nll(
+        hidden.into_dispatch(),
+        weight.into_dispatch(),
         targets.into_dispatch(),
     ))
 }
@@ -176,6 +200,55 @@ fn nll_forward(logits: &FlexTensor, targets: &IntTensor<Flex>) -> (FlexTensor, F
     (tensor(loss, vec![rows]), tensor(lse, vec![rows]))
 }
 
+/// An f32 [width, vocab] head weight that [`head_view`] can read in place:
+/// the tensor itself when its strides are non-negative, else a copy.
+fn head_weight(t: &FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "fused kernels take f32 tensors");
+    assert_eq!(
+        t.layout().num_dims(),
+        2,
+        "the head weight is [width, vocab]"
+    );
+    if t.layout().has_positive_strides() {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn head_view(t: &FlexTensor) -> head::Weight<'_> {
+    let layout = t.layout();
+    let (width, vocab, rs, cs) = layout
+        .as_2d_strides()
+        .expect("the head weight is [width, vocab]");
+    head::Weight {
+        data: &t.storage::<f32>()[layout.start_offset()..],
+        width,
+        vocab,
+        rs: rs as usize,
+        cs: cs as usize,
+    }
+}
+
+fn head_nll_forward(
+    hidden: &FlexTensor,
+    weight: &FlexTensor,
+    targets: &IntTensor<Flex>,
+    with_grad: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let w = head_view(weight);
+    let t = indices(targets, w.vocab);
+    let dims = shape(hidden);
+    assert!(
+        dims.len() == 2 && dims[0] == t.len() && dims[1] == w.width,
+        "hidden states {dims:?} do not fit {} targets and a head of width {}",
+        t.len(),
+        w.width
+    );
+    let (loss, dh) = head::forward(slice(hidden), w, &t, with_grad);
+    (tensor(loss, vec![t.len()]), dh.map(|dh| tensor(dh, dims)))
+}
+
 fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> attention::Dims {
     let (qs, ks) = (shape(q), shape(k));
     assert_eq!(
@@ -229,6 +302,11 @@ impl FusedOps for Flex {
 
     fn fused_nll(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
         nll_forward(&logits, &targets).0
+    }
+
+    fn fused_head_nll(hidden: FlexTensor, weight: FlexTensor, targets: FlexTensor) -> FlexTensor {
+        let (hidden, weight) = (f32s(&hidden), head_weight(&weight));
+        head_nll_forward(&hidden, &weight, &targets, false).0
     }
 }
 
@@ -303,6 +381,60 @@ impl Backward<Flex, 1> for NllBackward {
             .expect("f32 logits");
         cpu::nll_backward(&mut data, vocab, &t, slice(&lse), slice(&g));
         grads.register::<Flex>(node.id, tensor(data, dims));
+    }
+}
+
+#[derive(Debug)]
+struct HeadNllBackward;
+
+/// What the head's backward needs.
+#[derive(Debug, Clone)]
+enum HeadNllState {
+    /// The weight is frozen: the hidden states' gradient for unit upstream
+    /// gradients, computed in forward.
+    Eager { dh: FlexTensor },
+    /// The weight trains: its inputs, to recompute the logits block by block.
+    Recompute(Box<HeadInputs>),
+}
+
+#[derive(Debug, Clone)]
+struct HeadInputs {
+    hidden: FlexTensor,
+    weight: FlexTensor,
+    targets: FlexTensor,
+}
+
+impl Backward<Flex, 2> for HeadNllBackward {
+    type State = HeadNllState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_h, node_w] = ops.parents;
+        let g = f32s(&grads.consume::<Flex>(&ops.node));
+        match ops.state {
+            HeadNllState::Eager { dh } => {
+                let Some(node) = node_h else { return };
+                let dims = shape(&dh);
+                let mut data = dh.into_data().try_into_vec::<f32>().expect("f32 gradient");
+                head::scale_rows(&mut data, dims[1], slice(&g));
+                grads.register::<Flex>(node.id, tensor(data, dims));
+            }
+            HeadNllState::Recompute(inputs) => {
+                let HeadInputs {
+                    hidden,
+                    weight,
+                    targets,
+                } = *inputs;
+                let w = head_view(&weight);
+                let t = indices(&targets, w.vocab);
+                let (dh, dw) = head::backward(slice(&hidden), w, &t, slice(&g), node_h.is_some());
+                if let (Some(node), Some(dh)) = (node_h, dh) {
+                    grads.register::<Flex>(node.id, tensor(dh, shape(&hidden)));
+                }
+                if let Some(node) = node_w {
+                    grads.register::<Flex>(node.id, tensor(dw, vec![w.width, w.vocab]));
+                }
+            }
+        }
     }
 }
 
@@ -402,6 +534,37 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 prep.finish(state, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_head_nll(
+        hidden: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (hc, wc) = (f32s(hidden.primitive()), head_weight(weight.primitive()));
+        // A frozen head (every adapter method) gets its hidden-state gradient
+        // now, while each block of logits is at hand; a training head needs
+        // the upstream gradient for its own, so backward recomputes.
+        let eager = hidden.is_tracked() && !weight.is_tracked();
+        let (loss, dh) = head_nll_forward(&hc, &wc, &targets, eager);
+        match HeadNllBackward
+            .prepare::<C>([hidden.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = match dh {
+                    Some(dh) => HeadNllState::Eager { dh },
+                    None => HeadNllState::Recompute(Box::new(HeadInputs {
+                        hidden: hc,
+                        weight: wc,
+                        targets,
+                    })),
+                };
+                prep.finish(state, loss)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(loss),
         }
     }
 

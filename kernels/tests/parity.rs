@@ -3,7 +3,7 @@
 
 use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use tunesmith_kernels::{fused, nll, rms_norm, swiglu};
+use tunesmith_kernels::{fused, head_nll, nll, rms_norm, swiglu};
 
 fn device() -> Device {
     Device::flex().autodiff()
@@ -171,4 +171,56 @@ fn causal_attention_takes_strided_inputs() {
     let a = tunesmith_kernels::causal_attention(q.clone(), k.clone(), v_view);
     let b = tunesmith_kernels::causal_attention(q, k, v_copy);
     assert!(max_diff(a, b) < 1e-7);
+}
+
+fn composed_head_nll(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let rows = targets.dims()[0];
+    log_softmax(hidden.matmul(weight), 1)
+        .gather(1, targets.reshape([rows, 1]))
+        .reshape([rows])
+        .neg()
+}
+
+#[test]
+fn head_nll_of_a_frozen_tied_embedding_matches_composed_ops() {
+    let (rows, width, vocab) = (29, 48, 3001);
+    let hidden = random([rows, width], 11).detach().require_grad();
+    // A tied head: the embedding [vocab, width] read transposed, frozen.
+    let embedding = random([vocab, width], 12).detach();
+    let targets: Vec<i64> = (0..rows as i64).map(|i| (i * 997) % vocab as i64).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [rows]), &device());
+    let weights = Tensor::<1>::random([rows], Distribution::Default, &device());
+
+    let fused_out = head_nll(
+        hidden.clone(),
+        embedding.clone().transpose(),
+        targets.clone(),
+    );
+    let plain_out = composed_head_nll(hidden.clone(), embedding.transpose(), targets);
+    let d = max_diff(fused_out.clone(), plain_out.clone());
+    assert!(d < 1e-4, "losses differ by {d}");
+    let gf = (fused_out * weights.clone()).sum().backward();
+    let gp = (plain_out * weights).sum().backward();
+    let d = max_diff(hidden.grad(&gf).unwrap(), hidden.grad(&gp).unwrap());
+    assert!(d < 1e-4, "hidden-state gradients differ by {d}");
+}
+
+#[test]
+fn head_nll_of_a_training_head_gives_its_gradient_too() {
+    let (rows, width, vocab) = (17, 32, 1009);
+    let hidden = random([rows, width], 13).detach().require_grad();
+    let head = random([width, vocab], 14).detach().require_grad();
+    let targets: Vec<i64> = (0..rows as i64).map(|i| (i * 61) % vocab as i64).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [rows]), &device());
+    let weights = Tensor::<1>::random([rows], Distribution::Default, &device());
+
+    let fused_out = head_nll(hidden.clone(), head.clone(), targets.clone());
+    let plain_out = composed_head_nll(hidden.clone(), head.clone(), targets);
+    assert!(max_diff(fused_out.clone(), plain_out.clone()) < 1e-4);
+    let gf = (fused_out * weights.clone()).sum().backward();
+    let gp = (plain_out * weights).sum().backward();
+    let d = max_diff(hidden.grad(&gf).unwrap(), hidden.grad(&gp).unwrap());
+    assert!(d < 1e-4, "hidden-state gradients differ by {d}");
+    let d = max_diff(head.grad(&gf).unwrap(), head.grad(&gp).unwrap());
+    assert!(d < 1e-4, "head gradients differ by {d}");
 }

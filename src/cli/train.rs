@@ -199,6 +199,10 @@ fn show(event: &TrainEvent, bar: &mut Option<ProgressBar>, run_dir: &Path) {
             b.set_position(*start_step as u64);
             *bar = Some(b);
         }
+        TrainEvent::Preparing { message, .. } => match bar {
+            Some(b) => b.set_message(message.clone()),
+            None => eprintln!("{message}"),
+        },
         TrainEvent::Step {
             step,
             loss,

@@ -339,11 +339,16 @@ impl CausalLm {
 
     /// Logits [n, vocab] of final hidden states [n, hidden].
     pub fn head(&self, hidden: Tensor<2>) -> Tensor<2> {
-        let head = match &self.lm_head {
+        hidden.matmul(self.head_weight())
+    }
+
+    /// The output head as [hidden, vocab]: `lm_head`, or the transposed
+    /// embeddings when they are tied (a view, not a copy).
+    pub fn head_weight(&self) -> Tensor<2> {
+        match &self.lm_head {
             Some(w) => w.val(),
             None => self.embed_tokens.val().transpose(),
-        };
-        hidden.matmul(head)
+        }
     }
 
     /// Every linear layer of the decoder with its HF name

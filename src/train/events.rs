@@ -31,6 +31,10 @@ pub enum TrainEvent {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         warnings: Vec<String>,
     },
+    /// The next step also compiles and autotunes the backend's kernels
+    /// (wgpu, CUDA): minutes on a machine's first run, then read from
+    /// cubecl's cache. The next `step` event ends this phase.
+    Preparing { step: usize, message: String },
     /// One optimizer step finished.
     Step {
         step: usize,

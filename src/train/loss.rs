@@ -2,7 +2,8 @@
 //! shifted as transformers shifts it (position t predicts label t+1).
 //! Only the positions that are trained on go through the output head, so
 //! masked prompts cost no [tokens x vocab] logits (large for 150k-token
-//! vocabularies).
+//! vocabularies); on the CPU the head and the loss are one fused op that
+//! holds only a block of the trained positions' logits at a time.
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -54,6 +55,10 @@ impl Batch {
             .max()
             .unwrap_or(1)
             .max(1);
+        // Right padding changes no number (causality keeps it out of every
+        // real position, and it is never a target); it bounds the shapes
+        // GPU backends compile.
+        let len = crate::backend::padded_len(len, device);
         let mut ids = vec![pad_id as i64; b * len];
         let mut positions = Vec::new();
         let mut targets = Vec::new();
@@ -124,10 +129,13 @@ pub fn nll_sum(model: &CausalLm, batch: &Batch) -> Tensor<1> {
     let picked = hidden
         .reshape([b * t, h])
         .select(0, batch.positions.clone());
-    let logits = model.head(picked);
-    if tunesmith_kernels::fused(&logits) {
-        return tunesmith_kernels::nll(logits, batch.targets.clone()).sum();
+    if tunesmith_kernels::fused(&picked) {
+        // The head and the loss in one op: only a block of the
+        // [positions, vocab] logits exists at a time.
+        return tunesmith_kernels::head_nll(picked, model.head_weight(), batch.targets.clone())
+            .sum();
     }
+    let logits = model.head(picked);
     log_softmax(logits, 1)
         .gather(1, batch.targets.clone().reshape([n, 1]))
         .sum()

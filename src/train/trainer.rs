@@ -237,6 +237,10 @@ pub fn evaluate(model: &CausalLm, examples: &[Example], micro_batch: usize, pad:
     sum / count.max(1) as f64
 }
 
+/// What the first step on a GPU backend is busy with.
+const PREPARING_KERNELS: &str = "preparing kernels (first run only: compiled and tuned once, \
+     then cached for later runs)";
+
 fn pad_id(prepared: &Prepared) -> u32 {
     prepared.tokenizer.stop_ids().first().copied().unwrap_or(0)
 }
@@ -314,6 +318,12 @@ fn run(
         backend: prepared.device.description.clone(),
         warnings: prepared.warnings.clone(),
     });
+    if crate::backend::compiles_per_shape(&prepared.device.device) {
+        reporter.emit(TrainEvent::Preparing {
+            step: state.step,
+            message: PREPARING_KERNELS.into(),
+        });
+    }
 
     let save = |model: &CausalLm, optim: &AdamW, state: &LoopState, reason: &str| {
         let path = checkpoint::save(
@@ -430,6 +440,14 @@ fn run(
                 tokens: state.tokens,
                 elapsed_s: state.elapsed_s,
             });
+        }
+        if reporter
+            .stop_advice()
+            .is_some_and(|a| a.rule == Rule::Divergence)
+        {
+            // Collapsed weights make no checkpoint, not even on an interval
+            // step: the newest stays the last good one, the roll-back.
+            break;
         }
         if !last
             && t.eval_every > 0

@@ -159,8 +159,13 @@ function renderStatus() {
   bar.setAttribute("aria-valuemax", String(total || 1));
   bar.setAttribute("aria-valuenow", String(step));
   el.querySelector(".progress-fill").style.width = total ? `${Math.min(100, (step / total) * 100)}%` : "0%";
+  // A GPU run's first step compiles its kernels: say so instead of a
+  // step counter that seems stuck.
+  const phase = e.events.findLast((x) => x.event === "preparing" || x.event === "step");
+  const preparing = phase?.event === "preparing" && active ? phase.message : null;
   replace(el.querySelector(".progress-text"),
     h("span", { class: "progress-steps" }, `Step ${step} / ${total || "—"}`),
+    preparing ? h("span", { class: "preparing", testid: "preparing" }, preparing) : null,
     h("span", {}, `ETA ${state === "finished" ? "—" : duration(p?.eta_s)}`),
     h("span", {}, `Elapsed ${duration(p?.elapsed_s)}`),
     h("span", {}, rate(p?.tokens_per_sec)));

@@ -107,3 +107,21 @@ test("a control_run rejection is shown next to the controls", async (t) => {
   await page.waitForFunction(() => /not running in this window/.test(document.querySelector(".control-error").textContent));
   await assertClean(t, app);
 });
+
+test("a GPU run's first step shows the kernel preparation, and the first step ends it", async (t) => {
+  const app = await openApp(env);
+  const { page } = app;
+  // The quickstart's recording, as a wgpu run reports it: `preparing`
+  // right after `started` (src/train/trainer.rs).
+  const payloads = structuredClone(fixtures.replays.quickstart);
+  const message = "preparing kernels (first run only: compiled and tuned once, then cached for later runs)";
+  payloads[0].events.push({ event: "preparing", step: 0, message });
+  await startRun(page, payloads[0].run_dir);
+  await replay(page, payloads.slice(0, 1));
+  await page.waitForSelector(sel("preparing"), { visible: true });
+  assert.equal(await text(page, "preparing"), message);
+  const firstStep = payloads.findIndex((p) => p.events.some((e) => e.event === "step"));
+  await replay(page, payloads.slice(1, firstStep + 1));
+  await page.waitForFunction((s) => !document.querySelector(s), {}, sel("preparing"));
+  await assertClean(t, app);
+});
