@@ -3,7 +3,6 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use burn::backend::DispatchDevice;
 #[cfg(feature = "wgpu")]
 use burn::tensor::DeviceKind;
 use burn::tensor::{Device, Tensor};
@@ -236,13 +235,7 @@ fn self_test(device: &Device) -> Result<(), String> {
 /// Whether `device` runs kernels it compiles per tensor shape (wgpu, CUDA):
 /// such backends want few distinct shapes. The CPU backend does not.
 pub fn compiles_per_shape(device: &Device) -> bool {
-    let on_cpu = match device.as_dispatch() {
-        DispatchDevice::Flex(_) => true,
-        DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
-        #[allow(unreachable_patterns)]
-        _ => false,
-    };
-    !on_cpu
+    !tunesmith_kernels::on_cpu(device)
 }
 
 /// The sequence length a micro-batch whose longest row has `len` tokens is

@@ -156,14 +156,19 @@ pub fn nll(logits: &[f32], vocab: usize, targets: &[usize]) -> (Vec<f32>, Vec<f3
         .zip(logits.par_chunks(vocab))
         .zip(targets.par_iter())
         .for_each(|(((loss, lse), row), &t)| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            // f64 accumulation: a 150k-entry sum of exponentials in f32 loses
-            // digits that transformers' (upcast) loss keeps.
-            let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
-            *lse = max + sum.ln() as f32;
+            *lse = log_sum_exp(row);
             *loss = *lse - row[t];
         });
     (loss, lse)
+}
+
+/// `log Σ exp(row)`, shifted by the row's maximum.
+pub fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // f64 accumulation: a 150k-entry sum of exponentials in f32 loses
+    // digits that transformers' (upcast) loss keeps.
+    let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+    max + sum.ln() as f32
 }
 
 /// Gradient of [`nll`] for upstream `g` [rows], written over `logits`

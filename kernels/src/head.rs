@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::log_sum_exp;
 use crate::mm::matmul_with;
 
 /// Largest logits block, in elements (128 MiB of f32): big enough that
@@ -38,11 +39,7 @@ fn block_rows(vocab: usize) -> usize {
 /// Loss of one row of logits. With `grad = Some(g)` the row is overwritten
 /// with `g · (softmax(row) − onehot(t))`, the row's logit gradient.
 fn row_loss(row: &mut [f32], t: usize, grad: Option<f32>) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    // f64 accumulation, as in `cpu::nll`: a 150k-entry sum of exponentials
-    // in f32 loses digits that transformers' (upcast) loss keeps.
-    let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
-    let lse = max + sum.ln() as f32;
+    let lse = log_sum_exp(row);
     let loss = lse - row[t];
     if let Some(g) = grad {
         for v in row.iter_mut() {

@@ -71,13 +71,17 @@ pub trait FusedOps: Backend {
 pub fn fused<const D: usize>(x: &Tensor<D>) -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     let enabled = *ENABLED.get_or_init(|| std::env::var("TUNESMITH_FUSED").as_deref() != Ok("0"));
-    let on_flex = match x.device().as_dispatch() {
+    enabled && on_cpu(&x.device()) && x.dtype() == DType::F32
+}
+
+/// Whether `device` is burn's `flex` CPU backend, with or without autodiff.
+pub fn on_cpu(device: &burn::tensor::Device) -> bool {
+    match device.as_dispatch() {
         DispatchDevice::Flex(_) => true,
         DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
         #[allow(unreachable_patterns)]
         _ => false,
-    };
-    enabled && on_flex && x.dtype() == DType::F32
+    }
 }
 
 /// RMSNorm over the last dimension (see [`FusedOps::fused_rms_norm`]).
