@@ -143,6 +143,7 @@ deps:
 bench: deps
 	bench/logits.sh cpu
 	bench/train.sh cpu
+	bench/memory.sh cpu
 	bench/generate.sh cpu
 	bench/data.sh
 	bench/triage.sh

@@ -20,3 +20,13 @@ else
     cargo build --workspace --bins
 fi
 BIN="$TARGET/$PROFILE/tunesmith"
+
+# bench_models ROWS: makes the models named in ROWS ("smollm2:...",
+# "qwen05b:...") under $WORK once, and the text dataset $DATA.
+bench_models() {
+    for m in smollm2 qwen05b; do
+        case " $1 " in *" $m:"*) "$PY" bench/models.py "$m" "$WORK/$m" ;; esac
+    done
+    DATA="$WORK/text.jsonl"
+    [ -f "$DATA" ] || "$PY" bench/make_text_dataset.py "$DATA" 48
+}

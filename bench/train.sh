@@ -25,11 +25,7 @@ mkdir -p "$WORK"
 
 . bench/common.sh
 
-for m in smollm2 qwen05b; do
-    case " $ROWS " in *" $m:"*) "$PY" bench/models.py "$m" "$WORK/$m" ;; esac
-done
-DATA="$WORK/text.jsonl"
-[ -f "$DATA" ] || "$PY" bench/make_text_dataset.py "$DATA" 48
+bench_models "$ROWS"
 
 # tunesmith LABEL MODEL BATCH SEQ [ENV...]: prints one JSON line like the reference's.
 tunesmith() {

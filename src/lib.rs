@@ -14,6 +14,7 @@ pub mod export;
 pub mod fsutil;
 pub mod generate;
 pub mod logits;
+pub mod memory;
 pub mod methods;
 pub mod model;
 pub mod plan;

@@ -237,10 +237,13 @@ fn inspect(dir: &Path, json: bool) -> Result<()> {
     println!("dtype on disk    {}", dtypes.join(", "));
     println!(
         "bytes on disk    {} in {} file(s)",
-        human_bytes(s.bytes_on_disk),
+        tunesmith::memory::human_bytes(s.bytes_on_disk),
         s.weight_files
     );
-    println!("bytes to load    {} (f32)", human_bytes(s.bytes_loaded));
+    println!(
+        "bytes to load    {} (f32)",
+        tunesmith::memory::human_bytes(s.bytes_loaded)
+    );
     Ok(())
 }
 
@@ -370,15 +373,5 @@ fn human_count(n: u64) -> String {
         n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
         n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
         n => n.to_string(),
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    let n = n as f64;
-    match n {
-        n if n >= 1024f64.powi(3) => format!("{:.2} GiB", n / 1024f64.powi(3)),
-        n if n >= 1024f64.powi(2) => format!("{:.1} MiB", n / 1024f64.powi(2)),
-        n if n >= 1024.0 => format!("{:.1} KiB", n / 1024.0),
-        n => format!("{n} B"),
     }
 }

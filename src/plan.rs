@@ -5,7 +5,7 @@
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::config::{ConfigError, RunConfig};
+use crate::config::{BackendName, ConfigError, Dtype, RunConfig};
 use crate::methods::{LINEAR_MODULES, MethodConfig, MethodError, linear_shape};
 use crate::model::{ModelConfig, ModelError, ModelSummary};
 
@@ -27,15 +27,59 @@ pub struct MemoryEstimate {
     /// Weights the method adds (LoRA's A and B); 0 for full fine-tuning,
     /// whose trained weights are the base weights.
     pub trainable: u64,
-    /// One gradient per trainable parameter.
+    /// One gradient per trainable parameter, twice over while a second
+    /// micro-batch's gradients are added to the first's.
     pub gradients: u64,
     /// AdamW's two moments per trainable parameter.
     pub optimizer: u64,
     /// What the forward pass keeps for the backward pass at
     /// `train.micro_batch` x `data.max_length` tokens (the largest batch a
-    /// run sees), logits included.
+    /// run sees), the loss's logits included.
     pub activations: u64,
+    /// The process itself: code, tokenizer, dataset and allocator slack.
+    pub runtime: u64,
+    /// Held for a moment while the weights load (one tensor decoded
+    /// before it is stored); the step's memory comes after, so the peak is
+    /// the larger of the two.
+    pub loading: u64,
+    /// Host copies of the trained values and the optimizer's moments while
+    /// a checkpoint is written (between steps, when no activation exists).
+    pub checkpointing: u64,
+    /// `runtime + weights + trainable + optimizer + max(loading,
+    /// gradients + activations, checkpointing)`.
     pub total: u64,
+    /// Whether the activations assume the fused CPU kernels (no
+    /// [positions, vocab] logits, no attention matrix) or burn's composed
+    /// ops (GPU backends).
+    pub cpu_kernels: bool,
+}
+
+impl MemoryEstimate {
+    fn new(parts: [u64; 8], cpu_kernels: bool) -> Self {
+        let [
+            weights,
+            trainable,
+            gradients,
+            optimizer,
+            activations,
+            runtime,
+            loading,
+            checkpointing,
+        ] = parts;
+        let held = runtime + weights + trainable + optimizer;
+        Self {
+            weights,
+            trainable,
+            gradients,
+            optimizer,
+            activations,
+            runtime,
+            loading,
+            checkpointing,
+            total: held + loading.max(gradients + activations).max(checkpointing),
+            cpu_kernels,
+        }
+    }
 }
 
 /// Why no estimate could be made.
@@ -50,69 +94,154 @@ pub enum PlanError {
 }
 
 const F32: u64 = 4;
+/// What the process holds besides the model and the step (measured: the
+/// binary, its libraries and the allocator's arenas at the first step).
+const RUNTIME: u64 = 96 << 20;
+/// The fused CPU head holds at most this many bytes of logits at a time
+/// (kernels/src/head.rs).
+const HEAD_BLOCK: u64 = 128 << 20;
 
 /// Estimates `config`'s run. Checks the config's values and the method
 /// against the model (a rank too large, an unknown module is an error
-/// here, as it would be at start), but reads no dataset.
+/// here, as it would be at start), but reads no dataset. The backend is
+/// taken from `model.backend`; `auto` counts as the CPU when no GPU backend
+/// is compiled in.
 pub fn estimate(config: &RunConfig) -> Result<Estimate, PlanError> {
     config.validate()?;
     let model = ModelConfig::from_dir(&config.model.path)?;
     let summary = ModelSummary::from_dir(&config.model.path)?;
+    let cpu = match config.model.backend {
+        BackendName::Cpu => true,
+        BackendName::Auto => !cfg!(any(feature = "wgpu", feature = "cuda")),
+        BackendName::Wgpu | BackendName::Cuda => false,
+    };
+    estimate_for(config, &model, &summary, cpu)
+}
+
+/// [`estimate`] for an already read model, on the CPU kernels (`cpu`) or
+/// a GPU backend.
+pub fn estimate_for(
+    config: &RunConfig,
+    model: &ModelConfig,
+    summary: &ModelSummary,
+    cpu: bool,
+) -> Result<Estimate, PlanError> {
     let method = config.method.method();
-    method.validate(&model)?;
-    let trainable_params = method.trainable_params(&model);
+    method.validate(model)?;
+    let trainable_params = method.trainable_params(model);
     let full = matches!(config.method, MethodConfig::Full(_));
     let added = if full { 0 } else { trainable_params };
-    let weights = summary.parameters * F32;
+    // Frozen weights in their storage dtype, trained ones as f32 masters.
+    let stored = storage_bytes(config.model.dtype, model.declared_dtype.as_deref());
+    let frozen = summary
+        .parameters
+        .saturating_sub(if full { trainable_params } else { 0 });
+    let weights = frozen * stored + (summary.parameters - frozen) * F32;
     let trainable = added * F32;
-    let gradients = trainable_params * F32;
+    let accumulating = config.train.grad_accum > 1;
+    let gradients = trainable_params * F32 * if accumulating { 2 } else { 1 };
     let optimizer = 2 * trainable_params * F32;
-    let activations = activation_bytes(config, &model);
+    let activations = activation_bytes(config, model, cpu);
+    let (h, i) = (model.hidden_size as u64, model.intermediate_size as u64);
+    let largest = (model.vocab_size as u64 * h).max(i * h);
+    let loading = largest * F32;
+    let checkpointing = 3 * trainable_params * F32;
     Ok(Estimate {
         trainable_params,
         total_params: summary.parameters + added,
-        memory: MemoryEstimate {
-            weights,
-            trainable,
-            gradients,
-            optimizer,
-            activations,
-            total: weights + trainable + gradients + optimizer + activations,
-        },
+        memory: MemoryEstimate::new(
+            [
+                weights,
+                trainable,
+                gradients,
+                optimizer,
+                activations,
+                RUNTIME,
+                loading,
+                checkpointing,
+            ],
+            cpu,
+        ),
     })
 }
 
-/// Values the autodiff graph keeps per token: per layer the norms'
-/// outputs, q/k/v, the attention probabilities (one row of `len` per
-/// head), the attention and MLP outputs and the MLP's four intermediate
-/// tensors, LoRA's rank-wide intermediates; then the logits three times
-/// (logits, log-softmax, their gradient). Packing adds its dense mask.
-fn activation_bytes(config: &RunConfig, model: &ModelConfig) -> u64 {
+/// Bytes a frozen weight takes for `model.dtype` and the checkpoint's
+/// declared dtype (the CPU holds every 16-bit type; see `precision`).
+fn storage_bytes(dtype: Dtype, declared: Option<&str>) -> u64 {
+    match dtype {
+        Dtype::F32 => F32,
+        Dtype::Bf16 | Dtype::F16 => 2,
+        Dtype::Auto => match declared {
+            Some("bfloat16" | "float16") => 2,
+            _ => F32,
+        },
+    }
+}
+
+/// Values (f32) one decoder layer keeps per token for backward.
+fn layer_values(config: &RunConfig, model: &ModelConfig, cpu: bool) -> u64 {
     let len = config.data.max_length as u64;
-    let tokens = config.train.micro_batch as u64 * len;
     let h = model.hidden_size as u64;
+    let q = (model.num_heads * model.head_dim) as u64;
     let kv = (model.num_kv_heads * model.head_dim) as u64;
     let i = model.intermediate_size as u64;
     let heads = model.num_heads as u64;
-    let lora = match &config.method {
-        MethodConfig::Lora(l) => {
-            LINEAR_MODULES
-                .iter()
-                .filter(|m| l.target_modules.iter().any(|t| t == *m))
-                .filter(|m| linear_shape(model, m).is_some())
-                .count() as u64
-                * l.rank as u64
+    // The residual input, both norms' outputs, the attention output and the
+    // residual after attention; q/k/v as attention reads them and the
+    // attention output laid out for o_proj; the MLP's gate, up and product.
+    let mut values = 4 * h + 3 * q + 2 * kv + 3 * i;
+    if !cpu {
+        // Composed attention: scores and probabilities per head and key,
+        // and the repeated keys and values of grouped-query attention.
+        values += 2 * heads * len + 2 * q;
+    }
+    if let MethodConfig::Lora(l) = &config.method {
+        for m in LINEAR_MODULES {
+            if !l.target_modules.iter().any(|t| t == m) {
+                continue;
+            }
+            let Some((inp, _)) = linear_shape(model, m) else {
+                continue;
+            };
+            // x·A, and with dropout its mask and the dropped input.
+            values += l.rank as u64;
+            if l.dropout > 0.0 {
+                values += 2 * inp as u64;
+            }
         }
-        MethodConfig::Full(_) => 0,
+    }
+    values
+}
+
+/// What the forward pass keeps for backward, at the run's largest batch.
+/// With gradient checkpointing only each layer's input is kept, plus one
+/// layer's values while it is recomputed. On the CPU the fused head keeps
+/// a hidden-state gradient per position and one block of logits at a time;
+/// the composed head keeps the logits three times (logits, log-softmax,
+/// their gradient). Packing adds its dense mask.
+fn activation_bytes(config: &RunConfig, model: &ModelConfig, cpu: bool) -> u64 {
+    let len = config.data.max_length as u64;
+    let tokens = config.train.micro_batch as u64 * len;
+    let h = model.hidden_size as u64;
+    let layers = model.num_layers as u64;
+    let per_layer = layer_values(config, model, cpu);
+    let kept = if config.train.gradient_checkpointing {
+        layers * h + per_layer
+    } else {
+        layers * per_layer
     };
-    let per_layer = 8 * h + 2 * kv + 4 * i + heads * len + lora;
-    let per_token = model.num_layers as u64 * per_layer + 3 * model.vocab_size as u64 + 2 * h;
+    let vocab = model.vocab_size as u64;
+    let (head_per_token, head_block) = if cpu {
+        (2 * h, HEAD_BLOCK.min(tokens * vocab * F32))
+    } else {
+        (2 * h + 3 * vocab, 0)
+    };
     let mask = if config.data.packing {
         config.train.micro_batch as u64 * len * len
     } else {
         0
     };
-    (tokens * per_token + mask) * F32
+    (tokens * (kept + head_per_token) + mask) * F32 + head_block
 }
 
 #[cfg(test)]
@@ -142,10 +271,11 @@ mod tests {
         assert!(e8.memory.activations < e16.memory.activations);
         assert_eq!(e8.memory.optimizer, 2 * e8.memory.gradients);
         let m = &e8.memory;
-        assert_eq!(
-            m.total,
-            m.weights + m.trainable + m.gradients + m.optimizer + m.activations
-        );
+        let held = m.runtime + m.weights + m.trainable + m.optimizer;
+        let peak = (m.gradients + m.activations)
+            .max(m.loading)
+            .max(m.checkpointing);
+        assert_eq!(m.total, held + peak);
     }
 
     #[test]

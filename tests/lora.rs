@@ -19,7 +19,7 @@ use tunesmith::methods::{LoraConfig, Method};
 use tunesmith::train::loss::{Batch, nll_sum};
 use tunesmith::train::optim::AdamW;
 use tunesmith::train::params::{self, HostTensor};
-use tunesmith::train::step::optimizer_step;
+use tunesmith::train::step::{StepOptions, optimizer_step, step_gradients};
 
 fn fixture_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora")
@@ -187,7 +187,10 @@ fn check_peft_case_on(case: &str, device: &Device) {
         &mut optim,
         std::slice::from_ref(&batch),
         train.learning_rate,
-        meta["max_grad_norm"].as_f64().unwrap(),
+        StepOptions {
+            max_grad_norm: meta["max_grad_norm"].as_f64().unwrap(),
+            gradient_checkpointing: false,
+        },
         |_| None,
     );
     let want_loss = meta["loss"].as_f64().unwrap();
@@ -352,7 +355,10 @@ fn frozen_weights_stay_bit_identical_and_get_no_optimizer_state() {
             &mut optim,
             std::slice::from_ref(&batch),
             1e-2,
-            1.0,
+            StepOptions {
+                max_grad_norm: 1.0,
+                gradient_checkpointing: false,
+            },
             |_| None,
         );
         model = m;
@@ -381,4 +387,218 @@ fn frozen_weights_stay_bit_identical_and_get_no_optimizer_state() {
             .iter()
             .all(|n| state.contains_key(&format!("m.{n}")))
     );
+}
+
+/// Two micro-batches of random tokens; the second holds a packed row.
+fn micro_batches(device: &Device, vocab: u32) -> Vec<Batch> {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut ids = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(0..vocab)).collect() };
+    let (a, b, c) = (ids(12), ids(9), ids(5));
+    let labels = |ids: &[u32], prompt: usize| -> Vec<i64> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, &t)| if i < prompt { IGNORE } else { t as i64 })
+            .collect()
+    };
+    let (la, lb) = (labels(&a, 4), labels(&b, 2));
+    let plain = Batch::new(&[(&a[..], &la[..]), (&b[..], &lb[..])], 0, device);
+    let mut joined_ids = b.clone();
+    joined_ids.extend(&c);
+    let mut joined_labels = lb.clone();
+    joined_labels.extend(labels(&c, 1));
+    let packed = tunesmith::data::Example {
+        ids: joined_ids,
+        labels: joined_labels,
+        line: 1,
+        segments: vec![b.len() as u32, c.len() as u32],
+    };
+    let single = tunesmith::data::Example {
+        ids: a.clone(),
+        labels: la.clone(),
+        line: 2,
+        segments: Vec::new(),
+    };
+    let packed = Batch::from_examples(&[&packed, &single], 0, device);
+    vec![plain, packed]
+}
+
+/// The trainable values with every LoRA B drawn in ±0.5 (seeded) instead
+/// of zero, so every factor has a gradient.
+fn random_b(model: &CausalLm) -> BTreeMap<String, HostTensor> {
+    let mut values = params::read_trainable(model);
+    let mut rng = StdRng::seed_from_u64(2);
+    for (key, t) in values.iter_mut() {
+        if key.ends_with(".b") {
+            t.data
+                .iter_mut()
+                .for_each(|v| *v = rng.random::<f32>() - 0.5);
+        }
+    }
+    values
+}
+
+/// sqrt(sum (a-b)^2) / sqrt(sum a^2): f32 sums taken in another order
+/// differ in the last bits, which is large relative to entries near zero
+/// but not to the gradient as a whole.
+fn relative_difference(a: &[f32], b: &[f32]) -> f64 {
+    let norm = a.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    diff / norm.max(1e-30)
+}
+
+#[test]
+fn gradient_checkpointing_changes_no_number() {
+    let device = Device::flex().autodiff();
+    for dir in common::fixture_models() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let methods: Vec<(&str, Box<dyn Method>)> = vec![
+            (
+                "lora with dropout",
+                Box::new(LoraConfig {
+                    rank: 4,
+                    dropout: 0.2,
+                    ..LoraConfig::default()
+                }),
+            ),
+            ("full", Box::new(tunesmith::methods::FullConfig::default())),
+        ];
+        for (method_name, method) in methods {
+            let (model, _) = CausalLm::load(&dir, &device).unwrap();
+            let model = method.prepare(model, &mut StdRng::seed_from_u64(1));
+            let values = random_b(&model);
+            let (model, _) = params::write_params(model, &values);
+            let batches = micro_batches(&device, model.vocab_size() as u32);
+            let run = |checkpointing: bool| {
+                let options = StepOptions {
+                    max_grad_norm: 1.0,
+                    gradient_checkpointing: checkpointing,
+                };
+                step_gradients(&model, &batches, options, |i| Some(100 + i as u64))
+            };
+            let (plain, loss, tokens) = run(false);
+            let (recomputed, loss_r, tokens_r) = run(true);
+            let case = format!("{name}, {method_name}");
+            assert_eq!(tokens, tokens_r);
+            assert!(
+                (loss - loss_r).abs() <= 1e-6 * loss.abs(),
+                "{case}: loss {loss} vs {loss_r} with checkpointing"
+            );
+            assert_eq!(
+                plain.keys().collect::<Vec<_>>(),
+                recomputed.keys().collect::<Vec<_>>(),
+                "{case}: the same parameters get gradients"
+            );
+            assert_eq!(plain.len(), params::trainable(&model).len(), "{case}");
+            let mut worst = (0f64, String::new());
+            for (key, g) in &plain {
+                let a = HostTensor::from_tensor(g.clone()).data;
+                let b = HostTensor::from_tensor(recomputed[key].clone()).data;
+                let rel = relative_difference(&a, &b);
+                if rel > worst.0 {
+                    worst = (rel, key.clone());
+                }
+            }
+
+            assert!(
+                worst.0 <= 1e-6,
+                "{case}: gradient of {} differs by {:.2e} relative to its norm",
+                worst.1,
+                worst.0
+            );
+        }
+    }
+}
+
+/// Every value rounded to bf16 (round to nearest even), as f32.
+fn round_bf16(values: &BTreeMap<String, HostTensor>) -> BTreeMap<String, HostTensor> {
+    values
+        .iter()
+        .map(|(k, t)| {
+            let data = t
+                .data
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_f32())
+                .collect();
+            let t = HostTensor {
+                shape: t.shape.clone(),
+                data,
+            };
+            (k.clone(), t)
+        })
+        .collect()
+}
+
+#[test]
+fn bf16_storage_computes_in_f32_on_the_rounded_weights() {
+    let device = Device::flex().autodiff();
+    let lora = LoraConfig {
+        rank: 4,
+        dropout: 0.0,
+        ..LoraConfig::default()
+    };
+    for dir in common::fixture_models() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let (stored, _) = CausalLm::load_stored(&dir, &device, burn::tensor::DType::BF16).unwrap();
+        assert_eq!(stored.embed_tokens.val().dtype(), burn::tensor::DType::BF16);
+        let (reference, _) = CausalLm::load(&dir, &device).unwrap();
+        // The f32 model with exactly the values bf16 storage holds (norms
+        // and biases stay f32 in both).
+        let all = params::read_all(&reference);
+        let rounded: BTreeMap<String, HostTensor> = round_bf16(&all)
+            .into_iter()
+            .filter(|(k, _)| {
+                k.ends_with("weight") && !k.contains("norm")
+                    || k == "embed_tokens"
+                    || k == "lm_head"
+            })
+            .collect();
+        let (reference, _) = params::write_params(reference, &rounded);
+        let stored = lora.prepare(stored, &mut StdRng::seed_from_u64(1));
+        let reference = lora.prepare(reference, &mut StdRng::seed_from_u64(1));
+        let values = random_b(&stored);
+        let (stored, _) = params::write_params(stored, &values);
+        let (reference, _) = params::write_params(reference, &values);
+        let batches = micro_batches(&device, stored.vocab_size() as u32);
+        let options = StepOptions {
+            max_grad_norm: 1.0,
+            gradient_checkpointing: false,
+        };
+        let (g_stored, loss_stored, _) = step_gradients(&stored, &batches, options, |_| None);
+        let (g_ref, loss_ref, _) = step_gradients(&reference, &batches, options, |_| None);
+        assert!(
+            (loss_stored - loss_ref).abs() <= 1e-5 * loss_ref.abs(),
+            "{name}: loss {loss_stored} with bf16 storage vs {loss_ref}"
+        );
+        assert_eq!(g_stored.len(), g_ref.len());
+        for (key, g) in &g_ref {
+            let a = HostTensor::from_tensor(g.clone()).data;
+            let b = HostTensor::from_tensor(g_stored[key].clone()).data;
+            let rel = relative_difference(&a, &b);
+            assert!(
+                rel <= 1e-5,
+                "{name}: gradient of {key} differs by {rel:.2e}"
+            );
+        }
+        // Frozen weights stay bf16 and get no gradient; checkpointing still
+        // changes nothing on a 16-bit base.
+        let ckpt = StepOptions {
+            gradient_checkpointing: true,
+            ..options
+        };
+        let (g_ckpt, loss_ckpt, _) = step_gradients(&stored, &batches, ckpt, |_| None);
+        assert!(
+            (loss_ckpt - loss_stored).abs() <= 1e-6 * loss_stored.abs(),
+            "{name}"
+        );
+        for (key, g) in &g_stored {
+            let a = HostTensor::from_tensor(g.clone()).data;
+            let b = HostTensor::from_tensor(g_ckpt[key].clone()).data;
+            assert!(relative_difference(&a, &b) <= 1e-6, "{name}: {key}");
+        }
+    }
 }

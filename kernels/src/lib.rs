@@ -24,8 +24,11 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::backend::{
+    Autodiff, Backend, Dispatch, DispatchDevice, Flex, FloatDType, backend_extension,
+};
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
 /// Operations with a fused CPU implementation.
@@ -54,6 +57,12 @@ pub trait FusedOps: Backend {
         weight: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// `x` [rows, in] (f32) times a frozen `weight` [in, out] stored in a
+    /// narrower float type (bf16, f16): the weight is widened to f32 for
+    /// the product in forward and widened again in backward, so no f32 copy
+    /// of it outlives the call. The weight gets no gradient.
+    fn fused_frozen_matmul(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// Causal softmax attention of `q` [batch, heads, len, dim] over `k`, `v`
     /// [batch, kv_heads, len, dim] (each KV head serving `heads / kv_heads`
@@ -126,6 +135,25 @@ pub fn head_nll(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>) -
         weight.into_dispatch(),
         targets.into_dispatch(),
     ))
+}
+
+/// `x · weight` for a frozen weight stored in bf16 or f16 (see
+/// [`FusedOps::fused_frozen_matmul`]): `x` [.., in] f32 on the CPU backend,
+/// `weight` [in, out] untracked. Callers with an f32 weight use a plain
+/// matmul, which keeps the weight itself (no copy) for backward.
+pub fn frozen_matmul<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+    let dims = x.dims();
+    let width = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let [inp, out] = weight.dims();
+    assert_eq!(width, inp, "x has {width} features, the weight takes {inp}");
+    let y = <Dispatch as FusedOps>::fused_frozen_matmul(
+        x.reshape([rows, width]).into_dispatch(),
+        weight.into_dispatch(),
+    );
+    let mut out_dims = dims;
+    out_dims[D - 1] = out;
+    Tensor::<2>::from_dispatch(y).reshape(out_dims)
 }
 
 /// Causal attention (see [`FusedOps::fused_causal_attention`]) with the
@@ -286,7 +314,23 @@ fn attention_forward(
     (tensor(out, shape(&q)), tensor(lse, lse_shape))
 }
 
+/// `x · widen(weight)` on the CPU; `transpose_weight` multiplies by the
+/// weight's transpose instead (the backward pass).
+fn widened_matmul(x: FlexTensor, weight: &FlexTensor, transpose_weight: bool) -> FlexTensor {
+    let wide = Flex::float_cast(weight.clone(), FloatDType::F32);
+    let wide = if transpose_weight {
+        Flex::float_transpose(wide)
+    } else {
+        wide
+    };
+    Flex::float_matmul(x, wide)
+}
+
 impl FusedOps for Flex {
+    fn fused_frozen_matmul(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        widened_matmul(f32s(&x), &weight, false)
+    }
+
     fn fused_causal_attention(
         q: FlexTensor,
         k: FlexTensor,
@@ -443,6 +487,22 @@ impl Backward<Flex, 2> for HeadNllBackward {
 }
 
 #[derive(Debug)]
+struct FrozenMatmulBackward;
+
+impl Backward<Flex, 1> for FrozenMatmulBackward {
+    /// The stored (narrow) weight.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let g = f32s(&grads.consume::<Flex>(&ops.node));
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, widened_matmul(g, &ops.state, true));
+        }
+    }
+}
+
+#[derive(Debug)]
 struct AttentionBackward;
 
 impl Backward<Flex, 3> for AttentionBackward {
@@ -478,6 +538,23 @@ impl Backward<Flex, 3> for AttentionBackward {
 }
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_frozen_matmul(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        assert!(
+            !weight.is_tracked(),
+            "fused_frozen_matmul takes a frozen weight; a trained one is f32 and uses matmul"
+        );
+        let w = weight.primitive().clone();
+        let out = widened_matmul(f32s(x.primitive()), &w, false);
+        match FrozenMatmulBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(w, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn fused_causal_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,

@@ -98,6 +98,7 @@ mod tests {
             tokens_per_sec: 500.0,
             tokens: 0,
             elapsed_s,
+            peak_memory_bytes: None,
         }
     }
 
@@ -117,6 +118,7 @@ mod tests {
             total_params: 1,
             method: "lora".into(),
             backend: "cpu".into(),
+            estimated_memory_bytes: None,
             warnings: vec![],
         });
         // A resumed run: 10 steps in 5 s since step 40, 50 steps to go.

@@ -13,6 +13,7 @@ fn step(step: usize, loss: f64, grad_norm: f64) -> TrainEvent {
         tokens_per_sec: 0.0,
         tokens: 0,
         elapsed_s: 0.0,
+        peak_memory_bytes: None,
     }
 }
 

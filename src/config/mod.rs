@@ -35,7 +35,9 @@ pub struct ModelSection {
     pub path: PathBuf,
     /// Where to compute: auto, cpu, wgpu or cuda.
     pub backend: BackendName,
-    /// Compute precision. Only f32 today.
+    /// Storage precision of the frozen base weights: `auto` (the
+    /// checkpoint's), `f32`, `bf16` or `f16`. Compute and trained weights
+    /// stay f32.
     pub dtype: Dtype,
 }
 
@@ -70,11 +72,15 @@ impl From<BackendName> for BackendChoice {
     }
 }
 
-/// Compute precision.
+/// Storage precision of frozen weights (see `model::precision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {
+    /// The checkpoint's dtype where the device can hold it, else f32.
+    Auto,
     F32,
+    Bf16,
+    F16,
 }
 
 /// `[data]`.
@@ -185,6 +191,9 @@ pub struct TrainSection {
     pub keep_checkpoints: usize,
     /// Seed of adapter initialisation and dropout.
     pub seed: u64,
+    /// Recompute each decoder layer in backward instead of keeping its
+    /// activations: much less memory for about a third more compute.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainSection {
@@ -207,6 +216,7 @@ impl Default for TrainSection {
             checkpoint_every: 100,
             keep_checkpoints: 2,
             seed: 42,
+            gradient_checkpointing: false,
         }
     }
 }

@@ -177,6 +177,13 @@ impl ModuleMapper for Marker<'_> {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let trains = self.config.trains(&self.path);
+        if trains && param.val().dtype() != burn::tensor::DType::F32 {
+            // Trained weights are f32 master copies, whatever the base is
+            // stored in.
+            let (id, tensor, mapper) = param.consume();
+            let wide = crate::model::precision::master(tensor.inner()).autodiff();
+            return Param::from_mapped_value(id, wide, mapper).set_require_grad(true);
+        }
         param.set_require_grad(trains)
     }
 }

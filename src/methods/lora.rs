@@ -173,10 +173,15 @@ pub struct LoraAdapter {
 }
 
 impl LoraAdapter {
-    pub fn forward<const D: usize>(&self, x: Tensor<D>, base: Tensor<D>) -> Tensor<D> {
-        // Dropout only while gradients are tracked: evaluation and generation
-        // run on plain (non-autodiff) tensors.
-        let x = if self.dropout > 0.0 && x.is_autodiff() {
+    /// `base + s · dropout(x)·A·B`; `dropout` is off in evaluation and
+    /// generation.
+    pub fn forward<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        base: Tensor<D>,
+        dropout: bool,
+    ) -> Tensor<D> {
+        let x = if self.dropout > 0.0 && dropout {
             let keep = 1.0 - self.dropout;
             let mask = x.random_like(Distribution::Bernoulli(keep));
             x * mask / keep

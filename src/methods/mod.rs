@@ -81,10 +81,16 @@ pub enum Adapter {
 }
 
 impl Adapter {
-    /// The layer's output given its input `x` and the frozen base output.
-    pub fn forward<const D: usize>(&self, x: Tensor<D>, base: Tensor<D>) -> Tensor<D> {
+    /// The layer's output given its input `x` and the frozen base output;
+    /// `dropout` says whether training-time dropout applies.
+    pub fn forward<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        base: Tensor<D>,
+        dropout: bool,
+    ) -> Tensor<D> {
         match self {
-            Adapter::Lora(a) => a.forward(x, base),
+            Adapter::Lora(a) => a.forward(x, base, dropout),
         }
     }
 }

@@ -4,6 +4,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Tensor, module::linear};
 
+use super::precision;
 use crate::methods::Adapter;
 
 /// A dense layer with weight stored as [in, out], optionally carrying the
@@ -25,14 +26,34 @@ impl Linear {
         }
     }
 
+    /// `x · W (+ bias)` plus the adapter's update, with the adapter's
+    /// dropout where gradients are tracked.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let base = linear(
-            x.clone(),
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-        );
+        let dropout = x.is_autodiff();
+        self.forward_with(x, dropout)
+    }
+
+    /// As [`Linear::forward`], with the adapter's dropout on or off.
+    pub fn forward_with<const D: usize>(&self, x: Tensor<D>, dropout: bool) -> Tensor<D> {
+        let weight = self.weight.val();
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let base = if weight.dtype() == x.dtype() {
+            linear(x.clone(), weight, bias)
+        } else if tunesmith_kernels::fused(&x) {
+            // A 16-bit frozen weight on the CPU: widened for this product
+            // and again in backward, never kept in f32.
+            let y = tunesmith_kernels::frozen_matmul(x.clone(), weight);
+            match bias {
+                Some(b) => y + b.unsqueeze(),
+                None => y,
+            }
+        } else {
+            // Elsewhere the widened copy is what autodiff keeps for
+            // backward; gradient checkpointing bounds it to one layer.
+            linear(x.clone(), precision::widen(weight), bias)
+        };
         match &self.adapter {
-            Some(adapter) => adapter.forward(x, base),
+            Some(adapter) => adapter.forward(x, base, dropout),
             None => base,
         }
     }

@@ -5,11 +5,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::module::embedding;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use super::layers::{Linear, RmsNorm};
+use super::precision;
 use super::rope::{self, Rope};
 use super::weights::WeightSource;
 use super::{ModelConfig, ModelError};
@@ -87,8 +88,10 @@ impl KvCache {
     }
 }
 
-/// Per-forward context shared by all layers.
-struct Step<'a> {
+/// What every decoder layer of one forward pass shares: rope tables, the
+/// attention mask and how dropout is drawn.
+#[derive(Debug, Clone)]
+pub struct LayerContext {
     /// [batch or 1, 1, len, head_dim]
     cos: Tensor<4>,
     sin: Tensor<4>,
@@ -98,23 +101,70 @@ struct Step<'a> {
     /// True when `mask` hides exactly the future: no cache, no packing, no
     /// sliding window in reach. Then a fused causal attention may run.
     plain_causal: bool,
+    dropout: Dropout,
+}
+
+/// How the adapters' dropout is drawn in a forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropout {
+    /// Only where gradients are tracked, from the backend's current random
+    /// stream (evaluation and generation run untracked, so without it).
+    WhenTracked,
+    /// In every layer, tracked or not, with the backend's random stream
+    /// reseeded from this seed and the layer's index before each layer: a
+    /// layer recomputed in backward draws the very masks it drew in forward.
+    Seeded(u64),
+}
+
+impl LayerContext {
+    /// The same context on the backend without autodiff (for a forward pass
+    /// that keeps nothing for backward).
+    pub fn untracked(&self) -> Self {
+        let plain = |t: &Tensor<4>| t.clone().inner();
+        Self {
+            cos: plain(&self.cos),
+            sin: plain(&self.sin),
+            mask: self.mask.as_ref().map(plain),
+            plain_causal: self.plain_causal,
+            dropout: self.dropout,
+        }
+    }
+
+    /// Whether layer `layer` applies dropout to input `x`; reseeds the
+    /// backend's stream first when the masks are seeded.
+    fn dropout_for(&self, layer: usize, x: &Tensor<3>) -> bool {
+        match self.dropout {
+            Dropout::WhenTracked => x.is_autodiff(),
+            Dropout::Seeded(seed) => {
+                let mixed = (seed ^ (layer as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                    .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                x.device().seed(mixed);
+                true
+            }
+        }
+    }
+}
+
+/// Per-forward state: the shared context and the optional KV cache.
+struct Step<'a> {
+    ctx: LayerContext,
     cache: Option<&'a mut KvCache>,
 }
 
 impl Attention {
-    fn forward(&self, x: Tensor<3>, layer: usize, step: &mut Step) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, layer: usize, step: &mut Step, dropout: bool) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
-        let mut q = heads(self.q_proj.forward(x.clone()), nh);
-        let mut k = heads(self.k_proj.forward(x.clone()), nkv);
-        let mut v = heads(self.v_proj.forward(x), nkv);
+        let mut q = heads(self.q_proj.forward_with(x.clone(), dropout), nh);
+        let mut k = heads(self.k_proj.forward_with(x.clone(), dropout), nkv);
+        let mut v = heads(self.v_proj.forward_with(x, dropout), nkv);
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(q);
             k = kn.forward(k);
         }
-        q = rope::apply(q, &step.cos, &step.sin);
-        k = rope::apply(k, &step.cos, &step.sin);
+        q = rope::apply(q, &step.ctx.cos, &step.ctx.sin);
+        k = rope::apply(k, &step.ctx.cos, &step.ctx.sin);
         if let Some(cache) = step.cache.as_deref_mut() {
             if cache.layers.len() <= layer {
                 cache.layers.resize_with(layer + 1, || None);
@@ -125,22 +175,33 @@ impl Attention {
             }
             cache.layers[layer] = Some((k.clone(), v.clone()));
         }
-        if step.plain_causal && tunesmith_kernels::fused(&q) {
+        if step.ctx.plain_causal && tunesmith_kernels::fused(&q) {
             let out = tunesmith_kernels::causal_attention(q, k, v);
             return self
                 .o_proj
-                .forward(out.swap_dims(1, 2).reshape([b, t, nh * hd]));
+                .forward_with(out.swap_dims(1, 2).reshape([b, t, nh * hd]), dropout);
         }
         let k = repeat_kv(k, nh / nkv);
         let v = repeat_kv(v, nh / nkv);
         let mut scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
-        if let Some(mask) = &step.mask {
+        if let Some(mask) = &step.ctx.mask {
             scores = scores + mask.clone();
         }
-        let out = softmax(scores, 3).matmul(v);
+        let out = softmax_last(scores).matmul(v);
         self.o_proj
-            .forward(out.swap_dims(1, 2).reshape([b, t, nh * hd]))
+            .forward_with(out.swap_dims(1, 2).reshape([b, t, nh * hd]), dropout)
     }
+}
+
+/// Softmax over the last dimension as the same elementwise ops on every
+/// backend, tracked or not. burn's `softmax` is one SIMD kernel on the CPU
+/// but these ops under autodiff, which round differently: a layer
+/// recomputed in backward (gradient checkpointing) must compute exactly
+/// what its untracked first pass computed.
+fn softmax_last(scores: Tensor<4>) -> Tensor<4> {
+    let max = scores.clone().detach().max_dim(3);
+    let exp = (scores - max).exp();
+    exp.clone() / exp.sum_dim(3)
 }
 
 /// Grouped-query attention: each KV head serves `rep` query heads in a row,
@@ -156,25 +217,29 @@ fn repeat_kv(x: Tensor<4>, rep: usize) -> Tensor<4> {
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = self.gate_proj.forward(x.clone());
-        let up = self.up_proj.forward(x);
+    fn forward(&self, x: Tensor<3>, dropout: bool) -> Tensor<3> {
+        let gate = self.gate_proj.forward_with(x.clone(), dropout);
+        let up = self.up_proj.forward_with(x, dropout);
         let hidden = if tunesmith_kernels::fused(&gate) {
             tunesmith_kernels::swiglu(gate, up)
         } else {
             silu(gate) * up
         };
-        self.down_proj.forward(hidden)
+        self.down_proj.forward_with(hidden, dropout)
     }
 }
 
 impl DecoderLayer {
     fn forward(&self, x: Tensor<3>, layer: usize, step: &mut Step) -> Tensor<3> {
+        let dropout = step.ctx.dropout_for(layer, &x);
         let h = x.clone()
             + self
                 .self_attn
-                .forward(self.input_layernorm.forward(x), layer, step);
-        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+                .forward(self.input_layernorm.forward(x), layer, step, dropout);
+        h.clone()
+            + self
+                .mlp
+                .forward(self.post_attention_layernorm.forward(h), dropout)
     }
 }
 
@@ -248,9 +313,20 @@ fn causal_mask(
 impl CausalLm {
     /// Loads config.json and the safetensors weights of `dir` onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, ModelConfig), ModelError> {
+        Self::load_stored(dir, device, DType::F32)
+    }
+
+    /// [`CausalLm::load`] with the embeddings, the linear layers and the
+    /// head stored in `storage` (f32, bf16 or f16; see `precision`). Norms
+    /// and biases stay f32.
+    pub fn load_stored(
+        dir: &Path,
+        device: &Device,
+        storage: DType,
+    ) -> Result<(Self, ModelConfig), ModelError> {
         let config = ModelConfig::from_dir(dir)?;
         let weights = WeightSource::open(dir)?;
-        let model = Loader::new(&weights, &config, device).load()?;
+        let model = Loader::new(&weights, &config, device, storage).load()?;
         Ok((model, config))
     }
 
@@ -271,23 +347,9 @@ impl CausalLm {
 
     /// Final hidden states [batch, len, hidden] after the last norm.
     pub fn hidden_states(&self, tokens: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
-        let device = tokens.device();
-        let [_, len] = tokens.dims();
         let past = cache.as_ref().map_or(0, |c| c.len);
-        let (cos, sin) = self.positions.rope.tables(past, len, &device);
-        let window = self.positions.sliding_window;
-        let mask = causal_mask(past, len, window, &device);
-        let plain_causal = cache.is_none() && window.is_none_or(|w| len <= w);
-        self.run_layers(
-            tokens,
-            Step {
-                cos,
-                sin,
-                mask,
-                plain_causal,
-                cache,
-            },
-        )
+        let ctx = self.context(&tokens, past, cache.is_none(), Dropout::WhenTracked);
+        self.run_layers(tokens, Step { ctx, cache })
     }
 
     /// Final hidden states of packed sequences: each token attends only to
@@ -295,6 +357,62 @@ impl CausalLm {
     /// within that example, so a packed row computes exactly what its
     /// examples compute one by one.
     pub fn hidden_states_packed(&self, tokens: Tensor<2, Int>, packing: &Packing) -> Tensor<3> {
+        let ctx = self.packed_context(&tokens, packing, Dropout::WhenTracked);
+        self.run_layers(tokens, Step { ctx, cache: None })
+    }
+
+    /// Final hidden states of a training batch (packed or not), dropout
+    /// drawn as `dropout` says.
+    pub fn hidden_states_train(
+        &self,
+        tokens: Tensor<2, Int>,
+        packing: Option<&Packing>,
+        dropout: Dropout,
+    ) -> Tensor<3> {
+        let ctx = self.layer_context(&tokens, packing, dropout);
+        self.run_layers(tokens, Step { ctx, cache: None })
+    }
+
+    /// The context the decoder layers share for a batch without a cache
+    /// (see [`CausalLm::layer`]).
+    pub fn layer_context(
+        &self,
+        tokens: &Tensor<2, Int>,
+        packing: Option<&Packing>,
+        dropout: Dropout,
+    ) -> LayerContext {
+        match packing {
+            Some(packing) => self.packed_context(tokens, packing, dropout),
+            None => self.context(tokens, 0, true, dropout),
+        }
+    }
+
+    fn context(
+        &self,
+        tokens: &Tensor<2, Int>,
+        past: usize,
+        uncached: bool,
+        dropout: Dropout,
+    ) -> LayerContext {
+        let device = tokens.device();
+        let [_, len] = tokens.dims();
+        let (cos, sin) = self.positions.rope.tables(past, len, &device);
+        let window = self.positions.sliding_window;
+        LayerContext {
+            cos,
+            sin,
+            mask: causal_mask(past, len, window, &device),
+            plain_causal: uncached && window.is_none_or(|w| len <= w),
+            dropout,
+        }
+    }
+
+    fn packed_context(
+        &self,
+        tokens: &Tensor<2, Int>,
+        packing: &Packing,
+        dropout: Dropout,
+    ) -> LayerContext {
         let device = tokens.device();
         let [batch, len] = tokens.dims();
         let (cos, sin) = self
@@ -307,21 +425,37 @@ impl CausalLm {
             self.positions.sliding_window,
             &device,
         );
-        self.run_layers(
-            tokens,
-            Step {
-                cos,
-                sin,
-                mask: Some(mask),
-                plain_causal: false,
-                cache: None,
-            },
-        )
+        LayerContext {
+            cos,
+            sin,
+            mask: Some(mask),
+            plain_causal: false,
+            dropout,
+        }
+    }
+
+    /// Token embeddings [batch, len, hidden], the first layer's input.
+    pub fn embed(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        precision::widen(embedding(self.embed_tokens.val(), tokens))
+    }
+
+    /// Decoder layer `index` on its input `x` (no cache).
+    pub fn layer(&self, index: usize, x: Tensor<3>, ctx: &LayerContext) -> Tensor<3> {
+        let mut step = Step {
+            ctx: ctx.clone(),
+            cache: None,
+        };
+        self.layers[index].forward(x, index, &mut step)
+    }
+
+    /// The norm after the last layer.
+    pub fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        self.norm.forward(x)
     }
 
     fn run_layers(&self, tokens: Tensor<2, Int>, mut step: Step) -> Tensor<3> {
         let [_, len] = tokens.dims();
-        let mut x = embedding(self.embed_tokens.val(), tokens);
+        let mut x = self.embed(tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, i, &mut step);
         }
@@ -342,13 +476,14 @@ impl CausalLm {
         hidden.matmul(self.head_weight())
     }
 
-    /// The output head as [hidden, vocab]: `lm_head`, or the transposed
-    /// embeddings when they are tied (a view, not a copy).
+    /// The output head as [hidden, vocab] in f32: `lm_head`, or the
+    /// transposed embeddings when they are tied (a view, not a copy, of
+    /// f32 weights; a widened copy of 16-bit ones).
     pub fn head_weight(&self) -> Tensor<2> {
-        match &self.lm_head {
+        precision::widen(match &self.lm_head {
             Some(w) => w.val(),
             None => self.embed_tokens.val().transpose(),
-        }
+        })
     }
 
     /// Every linear layer of the decoder with its HF name
@@ -386,15 +521,23 @@ struct Loader<'a> {
     weights: &'a WeightSource,
     config: &'a ModelConfig,
     device: &'a Device,
+    /// dtype of the embeddings, linear weights and head.
+    storage: DType,
     used: BTreeSet<String>,
 }
 
 impl<'a> Loader<'a> {
-    fn new(weights: &'a WeightSource, config: &'a ModelConfig, device: &'a Device) -> Self {
+    fn new(
+        weights: &'a WeightSource,
+        config: &'a ModelConfig,
+        device: &'a Device,
+        storage: DType,
+    ) -> Self {
         Self {
             weights,
             config,
             device,
+            storage,
             used: BTreeSet::new(),
         }
     }
@@ -426,7 +569,7 @@ impl<'a> Loader<'a> {
         }
         Ok(Tensor::from_data(
             TensorData::new(t, [inp, out]),
-            self.device,
+            (self.device, self.storage),
         ))
     }
 
@@ -459,7 +602,7 @@ impl<'a> Loader<'a> {
         let embed = self.read("model.embed_tokens.weight", &[c.vocab_size, h])?;
         let embed_tokens = Param::from_tensor(Tensor::from_data(
             TensorData::new(embed, [c.vocab_size, h]),
-            self.device,
+            (self.device, self.storage),
         ));
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {

@@ -141,8 +141,25 @@ impl WeightSource {
                 found: info.shape.clone(),
             });
         }
-        let bytes = &self.files[info.file].1[info.start..info.end];
-        decode_f32(bytes, info.dtype).ok_or_else(|| ModelError::TensorDtype {
+        let map = &self.files[info.file].1;
+        let decoded = decode_f32(&map[info.start..info.end], info.dtype);
+        // The decoded copy is what the model keeps: let the kernel drop the
+        // file's pages now rather than hold the checkpoint twice in memory
+        // until the load ends (read-only file pages are re-read on access).
+        #[cfg(unix)]
+        {
+            // SAFETY: the map is read-only and backed by the file, so
+            // MADV_DONTNEED only drops clean pages; later reads fault them in
+            // again with the same contents. No mutable view of it exists.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    info.start,
+                    info.end - info.start,
+                )
+            };
+        }
+        decoded.ok_or_else(|| ModelError::TensorDtype {
             name: name.to_string(),
             path: path.to_path_buf(),
             dtype: format!("{:?}", info.dtype),

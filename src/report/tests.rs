@@ -16,6 +16,7 @@ fn step(step: usize, loss: f64, grad_norm: f64) -> TrainEvent {
         tokens_per_sec: 1000.0 + step as f64,
         tokens: step as u64 * 64,
         elapsed_s: step as f64 * 0.1,
+        peak_memory_bytes: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
 use super::TrainError;
@@ -133,33 +133,46 @@ pub fn prune(root: &Path, keep: usize, best_step: Option<usize>) {
     }
 }
 
+/// One host tensor as safetensors sees it: its bytes are made one tensor
+/// at a time while the file is written, so a checkpoint never holds a
+/// second copy of everything it saves.
+struct F32View<'a>(&'a HostTensor);
+
+impl safetensors::View for F32View<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.0.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    fn data_len(&self) -> usize {
+        self.0.data.len() * 4
+    }
+}
+
+/// Writes `tensors` to `path`, streamed. Not atomic by itself: checkpoints
+/// are written into a temporary folder that is renamed into place.
 fn write_safetensors(
     path: &Path,
     tensors: &BTreeMap<String, HostTensor>,
 ) -> Result<(), TrainError> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
-        .iter()
-        .map(|(k, t)| {
-            let b: Vec<u8> = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-            (k.clone(), b, t.shape.clone())
-        })
-        .collect();
-    let views: Vec<(String, TensorView)> = bytes
-        .iter()
-        .filter_map(|(k, b, s)| {
-            TensorView::new(Dtype::F32, s.clone(), b)
-                .ok()
-                .map(|v| (k.clone(), v))
-        })
-        .collect();
-    let data = safetensors::serialize(views, None).map_err(|e| TrainError::Checkpoint {
+    let views = tensors.iter().map(|(k, t)| (k.as_str(), F32View(t)));
+    safetensors::serialize_to_file(views, None, path).map_err(|e| TrainError::Checkpoint {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    crate::fsutil::write_atomic(path, &data).map_err(|source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Reads an f32 safetensors file into host tensors.

@@ -26,6 +26,9 @@ pub enum TrainEvent {
         total_params: u64,
         method: String,
         backend: String,
+        /// What `plan::estimate` predicts the run's peak memory to be.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        estimated_memory_bytes: Option<u64>,
         /// Things the user should know before trusting the run (a fallback
         /// chat template...).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -48,6 +51,10 @@ pub enum TrainEvent {
         /// Real tokens processed so far.
         tokens: u64,
         elapsed_s: f64,
+        /// The process's peak resident memory since the run started (see
+        /// `memory`), where the platform reports it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peak_memory_bytes: Option<u64>,
     },
     /// Validation loss after `step`.
     Eval {
@@ -75,6 +82,9 @@ pub enum TrainEvent {
         best_val_loss: Option<f64>,
         best_step: Option<usize>,
         elapsed_s: f64,
+        /// The process's peak resident memory over the run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peak_memory_bytes: Option<u64>,
     },
     /// The advisor spoke (docs/advisor.md); `stops` says the run ends here.
     Advice(crate::advisor::Advice),

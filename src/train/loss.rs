@@ -9,7 +9,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{Example, IGNORE};
-use crate::model::{CausalLm, Packing};
+use crate::model::{CausalLm, Dropout, Packing};
 
 /// Padded token ids of one micro-batch and where its loss is taken.
 pub struct Batch {
@@ -115,12 +115,25 @@ fn layout(rows: &[(&[u32], &[i64], &[u32])], len: usize) -> Packing {
 }
 
 /// Sum of the negative log-likelihoods of the trained positions of `batch`
-/// under `model`, as a one-element tensor.
+/// under `model`, as a one-element tensor (dropout where gradients are
+/// tracked, from the backend's current random stream).
 pub fn nll_sum(model: &CausalLm, batch: &Batch) -> Tensor<1> {
     let hidden = match &batch.packing {
         Some(packing) => model.hidden_states_packed(batch.ids.clone(), packing),
         None => model.hidden_states(batch.ids.clone(), None),
     };
+    head_nll_sum(model, hidden, batch)
+}
+
+/// [`nll_sum`] of a training step, dropout drawn as `dropout` says.
+pub fn train_nll_sum(model: &CausalLm, batch: &Batch, dropout: Dropout) -> Tensor<1> {
+    let hidden = model.hidden_states_train(batch.ids.clone(), batch.packing.as_ref(), dropout);
+    head_nll_sum(model, hidden, batch)
+}
+
+/// The loss of `batch` from the model's final hidden states [batch, len,
+/// hidden] (after the last norm): the output head and the cross-entropy.
+pub fn head_nll_sum(model: &CausalLm, hidden: Tensor<3>, batch: &Batch) -> Tensor<1> {
     let [b, t, h] = hidden.dims();
     let n = batch.trained_tokens;
     if n == 0 {

@@ -7,6 +7,7 @@ pub mod loss;
 pub mod optim;
 pub mod params;
 pub mod prepare;
+pub mod recompute;
 pub mod runs;
 pub mod schedule;
 mod session;

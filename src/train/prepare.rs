@@ -31,6 +31,10 @@ pub struct Prepared {
     pub total_steps: usize,
     pub trainable_params: u64,
     pub total_params: u64,
+    /// What the run should cost (the `started` event carries it).
+    pub estimate: crate::plan::Estimate,
+    /// dtype the frozen base weights are stored in (`model.dtype`).
+    pub storage: burn::tensor::DType,
 }
 
 impl Prepared {
@@ -90,14 +94,24 @@ impl Prepared {
         } else {
             t.epochs * steps_per_epoch
         };
-        let trainable_params = method.trainable_params(&model_config);
-        let added = if matches!(config.method, crate::methods::MethodConfig::Full(_)) {
-            0
-        } else {
-            trainable_params
-        };
+        let cpu = tunesmith_kernels::on_cpu(&device.device);
+        let (storage, note) = crate::model::precision::storage_dtype(
+            config.model.dtype,
+            model_config.declared_dtype.as_deref(),
+            &device.device,
+        );
+        warnings.extend(note);
+        let estimate = crate::plan::estimate_for(&config, &model_config, &summary, cpu).map_err(
+            |e| match e {
+                crate::plan::PlanError::Config(e) => TrainError::Config(e),
+                crate::plan::PlanError::Model(e) => TrainError::Model(e),
+                crate::plan::PlanError::Method(e) => TrainError::Method(e),
+            },
+        )?;
         Ok(Self {
-            total_params: summary.parameters + added,
+            trainable_params: estimate.trainable_params,
+            total_params: estimate.total_params,
+            estimate,
             config,
             model_config,
             tokenizer,
@@ -108,7 +122,7 @@ impl Prepared {
             warnings,
             device,
             total_steps,
-            trainable_params,
+            storage,
         })
     }
 }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
 
-use super::loss::{Batch, nll_sum};
+use super::loss::{Batch, train_nll_sum};
 use super::optim::AdamW;
-use super::params;
-use crate::model::CausalLm;
+use super::{params, recompute};
+use crate::model::{CausalLm, Dropout};
 
 /// What one optimizer step measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,37 +21,31 @@ pub struct StepStats {
     pub tokens: usize,
 }
 
+/// How one optimizer step runs, beyond its data and learning rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOptions {
+    /// Clip the global gradient norm to this; 0 = no clipping.
+    pub max_grad_norm: f64,
+    /// Recompute each decoder layer in backward instead of keeping its
+    /// activations (see [`super::recompute`]).
+    pub gradient_checkpointing: bool,
+}
+
 /// Runs one optimizer step over `batches` (the micro-batches of the step).
-/// `seed_micro(i)` seeds the backend's random stream before micro-batch i
-/// (dropout), so a step's randomness does not depend on history.
+/// `seed_micro(i)` seeds the dropout masks of micro-batch i, so a step's
+/// randomness does not depend on history; `None` draws them from the
+/// backend's current stream (with checkpointing, a seed from the
+/// micro-batch's index, since recomputed layers must draw their masks again).
 pub fn optimizer_step(
     model: CausalLm,
     optim: &mut AdamW,
     batches: &[Batch],
     lr: f64,
-    max_grad_norm: f64,
+    options: StepOptions,
     seed_micro: impl Fn(usize) -> Option<u64>,
 ) -> (CausalLm, StepStats) {
-    // Normalise by the tokens of the whole step (as transformers does since
-    // 4.46), so accumulation equals one big batch.
-    let denom = batches
-        .iter()
-        .map(|b| b.trained_tokens)
-        .sum::<usize>()
-        .max(1) as f64;
-    let mut grads: BTreeMap<String, Tensor<1>> = BTreeMap::new();
-    let mut loss = 0f64;
-    let mut tokens = 0usize;
-    for (i, batch) in batches.iter().enumerate() {
-        if let Some(seed) = seed_micro(i) {
-            batch.ids.device().seed(seed);
-        }
-        let l = nll_sum(&model, batch) / denom;
-        let g = l.backward();
-        params::accumulate_grads(&model, &g, &mut grads);
-        loss += l.into_scalar::<f32>() as f64;
-        tokens += batch.tokens;
-    }
+    let max_grad_norm = options.max_grad_norm;
+    let (mut grads, loss, tokens) = step_gradients(&model, batches, options, seed_micro);
     let grad_norm = global_norm(&grads);
     // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6),
     // capped at 1.
@@ -73,6 +67,49 @@ pub fn optimizer_step(
             tokens,
         },
     )
+}
+
+/// Gradients of the step's loss (keyed by parameter name, flattened), the
+/// loss and the real tokens of `batches`, before any clipping; see
+/// [`optimizer_step`] for `seed_micro`.
+pub fn step_gradients(
+    model: &CausalLm,
+    batches: &[Batch],
+    options: StepOptions,
+    seed_micro: impl Fn(usize) -> Option<u64>,
+) -> (BTreeMap<String, Tensor<1>>, f64, usize) {
+    // Normalise by the tokens of the whole step (as transformers does since
+    // 4.46), so accumulation equals one big batch.
+    let denom = batches
+        .iter()
+        .map(|b| b.trained_tokens)
+        .sum::<usize>()
+        .max(1) as f64;
+    let mut grads: BTreeMap<String, Tensor<1>> = BTreeMap::new();
+    let mut loss = 0f64;
+    let mut tokens = 0usize;
+    for (i, batch) in batches.iter().enumerate() {
+        let dropout = match seed_micro(i) {
+            Some(seed) => Dropout::Seeded(seed),
+            None => Dropout::WhenTracked,
+        };
+        if options.gradient_checkpointing {
+            // Seeded even when the caller did not ask: the recomputed layers
+            // must draw the masks of the first pass.
+            let dropout = match dropout {
+                Dropout::WhenTracked => Dropout::Seeded(i as u64),
+                seeded => seeded,
+            };
+            loss += recompute::backward(model, batch, denom, dropout, &mut grads);
+        } else {
+            let l = train_nll_sum(model, batch, dropout) / denom;
+            let g = l.backward();
+            params::accumulate_grads(model, &g, &mut grads);
+            loss += l.into_scalar::<f32>() as f64;
+        }
+        tokens += batch.tokens;
+    }
+    (grads, loss, tokens)
 }
 
 /// Global L2 norm of all gradients, read back once.

@@ -21,7 +21,7 @@ use super::params::{self, HostTensor};
 use super::prepare::Prepared;
 use super::schedule::learning_rate;
 use super::session::{Control, RunHandle};
-use super::step::optimizer_step;
+use super::step::{StepOptions, optimizer_step};
 use crate::advisor::{Advice, Advisor, Rule};
 use crate::data::{Example, epoch_batches};
 use crate::model::CausalLm;
@@ -261,10 +261,13 @@ fn run(
     control: &Receiver<Control>,
 ) -> Result<(), TrainError> {
     let started = Instant::now();
+    // The events report this run's peak, not what the process held before
+    // (in the app, an earlier run or a triage).
+    crate::memory::reset_peak();
     let cfg = &prepared.config;
     let t = &cfg.train;
     let device = prepared.device.device.clone().autodiff();
-    let (model, _) = CausalLm::load(&cfg.model.path, &device)?;
+    let (model, _) = CausalLm::load_stored(&cfg.model.path, &device, prepared.storage)?;
     let mut rng = StdRng::seed_from_u64(t.seed);
     let method = cfg.method.method();
     let mut model = method.prepare(model, &mut rng);
@@ -316,6 +319,7 @@ fn run(
         total_params: prepared.total_params,
         method: method.name().to_string(),
         backend: prepared.device.description.clone(),
+        estimated_memory_bytes: Some(prepared.estimate.memory.total),
         warnings: prepared.warnings.clone(),
     });
     if crate::backend::compiles_per_shape(&prepared.device.device) {
@@ -416,7 +420,11 @@ fn run(
             .map(|idx| batch_of(&prepared.train, idx, pad, &device))
             .collect();
         let step = state.step;
-        let (m, stats) = optimizer_step(model, &mut optim, &batches, lr, t.max_grad_norm, |i| {
+        let options = StepOptions {
+            max_grad_norm: t.max_grad_norm,
+            gradient_checkpointing: t.gradient_checkpointing,
+        };
+        let (m, stats) = optimizer_step(model, &mut optim, &batches, lr, options, |i| {
             Some(seed_for(t.seed, step, i))
         });
         model = m;
@@ -439,6 +447,7 @@ fn run(
                 tokens_per_sec: step_tokens as f64 / secs,
                 tokens: state.tokens,
                 elapsed_s: state.elapsed_s,
+                peak_memory_bytes: crate::memory::peak_rss(),
             });
         }
         if reporter
@@ -498,6 +507,7 @@ fn run(
         best_val_loss: state.best_val_loss,
         best_step: state.best_step,
         elapsed_s: state.elapsed_s,
+        peak_memory_bytes: crate::memory::peak_rss(),
     });
     Ok(())
 }
