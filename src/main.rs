@@ -44,6 +44,9 @@ enum Command {
     Generate(GenerateArgs),
     /// Fine-tune a model as a run configuration says (presets/*.toml).
     Train(cli::train::TrainArgs),
+    /// What a run configuration will cost: trainable parameters, memory by
+    /// part, and whether it fits this machine (and what to change if not).
+    Plan(cli::plan::PlanArgs),
     /// Continue an interrupted run from its newest checkpoint.
     Resume(cli::train::ResumeArgs),
     /// Look at past runs.
@@ -186,6 +189,7 @@ fn main() -> Result<()> {
         Command::Logits(args) => logits(args),
         Command::Generate(args) => run_generate(args),
         Command::Train(args) => cli::train::train(args),
+        Command::Plan(args) => cli::plan::plan(args),
         Command::Resume(args) => cli::train::resume(args),
         Command::Runs(RunsCommand::List { dir, json }) => cli::train::runs_list(dir, json),
         Command::Runs(RunsCommand::Latest { dir }) => cli::train::runs_latest(dir),

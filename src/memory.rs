@@ -19,6 +19,24 @@ pub fn current_rss() -> Option<u64> {
     read_status_kib(Path::new("/proc/self/status"), "VmRSS:").map(|kib| kib * 1024)
 }
 
+/// The machine's memory as the kernel reports it (`/proc/meminfo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SystemMemory {
+    /// Installed RAM.
+    pub total: u64,
+    /// What can be allocated without swapping (`MemAvailable`).
+    pub available: u64,
+}
+
+/// This machine's RAM, where the platform says (Linux).
+pub fn system_memory() -> Option<SystemMemory> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    Some(SystemMemory {
+        total: parse_kib(&text, "MemTotal:")? * 1024,
+        available: parse_kib(&text, "MemAvailable:")? * 1024,
+    })
+}
+
 /// Starts a new peak at the current resident size (Linux: writing 5 to
 /// `clear_refs`). Returns false where the platform cannot, in which case
 /// [`peak_rss`] keeps counting from the process start.
@@ -81,6 +99,13 @@ mod tests {
         if reset_peak() {
             let after = peak_rss().unwrap();
             assert!(after < during, "{after} vs {during}");
+        }
+    }
+
+    #[test]
+    fn system_memory_is_positive_where_reported() {
+        if let Some(m) = system_memory() {
+            assert!(m.total > 0 && m.available <= m.total, "{m:?}");
         }
     }
 

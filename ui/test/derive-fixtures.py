@@ -10,9 +10,8 @@ shapes the app's commands return (docs/app.md):
     `progress` of a payload is a STAND-IN for what Rust sends: state, step,
     total, elapsed and tokens/s are copied from the events; eta_s is the
     elapsed time per step times the steps left;
-  * estimates: trainable/total parameters from the one-step probe runs per
-    rank; the memory breakdown is a STAND-IN (f32 sizes of weights and of the
-    trainable parameters, AdamW's two moments) until Rust's `estimate` exists;
+  * estimates: `tunesmith plan --json` per rank (and one run too long for
+    the recording machine's RAM), as recorded;
   * triage: `triage --json` (TriageEvent lines, then the report) cut into
     `triage-events` payloads of a few events each, the last with done = the
     report (what start_triage's events carry, docs/app.md);
@@ -72,20 +71,8 @@ for name in ["quickstart", "sft-guide", "low-memory"]:
 model_summary = json.loads((fx / "model-tiny-llama.json").read_text())
 data = {p.stem: json.loads(p.read_text()) for p in sorted((fx / "data").glob("*.json"))}
 
-estimates = {}
-for p in sorted((fx / "runs").glob("probe-*.started.json")):
-    s = json.loads(p.read_text())
-    key = p.name.removeprefix("probe-").removesuffix(".started.json")
-    t = s["trainable_params"]
-    memory = {
-        "weights": model_summary["bytes_loaded"],
-        "trainable": 4 * t,
-        "gradients": 4 * t,
-        "optimizer": 8 * t,
-        "activations": 0,
-    }
-    memory["total"] = sum(memory.values())
-    estimates[key] = {"trainable_params": t, "total_params": s["total_params"], "memory": memory}
+# `tunesmith plan --json` as recorded, keyed by file name.
+estimates = {p.stem: json.loads(p.read_text()) for p in sorted((fx / "plans").glob("*.json"))}
 
 runs = list(reversed(load_jsonl(fx / "runs-list.jsonl")))
 events = {}
@@ -144,7 +131,7 @@ backends = json.loads((fx / "backends.json").read_text())["backends"]
 
 app = {
     "_note": "Derived by ui/test/derive-fixtures.py from recordings of the real CLI (record-fixtures.sh); "
-             "progress.eta_s and estimate memory are stand-ins, see that script's header.",
+             "progress.eta_s is a stand-in, see that script's header.",
     "app_info": {"name": "Tunesmith", "version": "0.0.0-test"},
     "bundled": bundled,
     "presets": presets,

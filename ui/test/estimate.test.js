@@ -60,7 +60,7 @@ test("an estimate rejection shows next to the controls; module checkboxes change
   await toMethodStep(page);
   await typeInto(page, "rank-input", "5");
   await waitText(page, "estimate-error", /method\.rank = 5/);
-  // Only q_proj and v_proj at rank 8: the recorded probe's numbers.
+  // Only q_proj and v_proj at rank 8: the recorded estimate.s numbers.
   await typeInto(page, "rank-input", "8");
   for (const m of ["k_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) await page.click(sel(`module-${m}`));
   await waitText(page, "trainable-params", /14\.3 K/);
@@ -72,5 +72,34 @@ test("an estimate rejection shows next to the controls; module checkboxes change
   await page.click(sel("module-v_proj"));
   await click(page, "wizard-next");
   assert.match(await page.$eval("#step-message", (e) => e.textContent), /at least one target module/);
+  await assertClean(t, app);
+});
+
+test("the estimate says whether the run fits, and a suggested saver applies to the config", async (t) => {
+  const app = await openApp(env);
+  const { page } = app;
+  await toMethodStep(page);
+  await waitText(page, "memory-fit", /system RAM: fits/);
+  // Sequences far longer than this machine's RAM allows (a recorded plan).
+  await click(page, "wizard-next");
+  await typeInto(page, "max-length-input", "60000");
+  await typeInto(page, "micro-batch-input", "16");
+  await click(page, "wizard-back");
+  await waitText(page, "memory-fit", /does not fit: needs [\d.]+ GiB/);
+  const buttons = await page.$$eval("[data-testid^=suggestion-]", (els) => els.map((e) => e.textContent));
+  const i = buttons.findIndex((b) => b.startsWith("train.gradient_checkpointing"));
+  assert.ok(i >= 0, `checkpointing is offered: ${buttons}`);
+  assert.match(await text(page, `suggestion-${i}`), /= true/);
+  assert.equal(await page.$eval(sel("checkpointing-input"), (e) => e.checked), false);
+  const n0 = (await calls(page, "estimate")).length;
+  await click(page, `suggestion-${i}`);
+  await page.waitForFunction((n) => window.__fake.calls.filter((c) => c.cmd === "estimate").length > n, {}, n0);
+  const last = (await calls(page, "estimate")).at(-1);
+  assert.equal(last.args.config.train.gradient_checkpointing, true);
+  assert.equal(last.args.config.data.max_length, 60000, "the other settings stay");
+  assert.equal(await page.$eval(sel("checkpointing-input"), (e) => e.checked), true);
+  // The storage dtype is part of the config the estimate gets.
+  await page.select(sel("dtype-input"), "bf16");
+  await page.waitForFunction(() => window.__fake.calls.filter((c) => c.cmd === "estimate").at(-1).args.config.model.dtype === "bf16");
   await assertClean(t, app);
 });

@@ -116,7 +116,8 @@ export function installFakeTauri(fx) {
     const m = config.method ?? {};
     if (m.kind !== "lora") throw `method.kind = "${m.kind}": no recorded estimate in the test fixtures`;
     const qv = JSON.stringify(m.target_modules) === JSON.stringify(["q_proj", "v_proj"]);
-    const e = fx.estimates[`lora-r${m.rank}${qv ? "-qv" : ""}`];
+    const len = config.data?.max_length;
+    const e = fx.estimates[`lora-r${m.rank}${qv ? "-qv" : ""}-len${len}`] ?? fx.estimates[`lora-r${m.rank}${qv ? "-qv" : ""}`];
     if (!e) throw `method.rank = ${m.rank}: no recorded estimate for this rank in the test fixtures`;
     return e;
   }

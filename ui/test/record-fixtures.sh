@@ -14,7 +14,7 @@ T="${1:-${TUNESMITH:-$ROOT/target/debug/tunesmith}}"
 OUT="$ROOT/ui/test/fixtures"
 REC="${REC_DIR:-/tmp/ui-rec}"
 cd "$ROOT"
-rm -rf "$REC" && mkdir -p "$REC/runs" "$REC/probe" "$OUT/data" "$OUT/runs"
+rm -rf "$REC" && mkdir -p "$REC/runs" "$OUT/data" "$OUT/runs"
 MODEL="$ROOT/assets/models/tiny-llama"
 CHAT="$ROOT/assets/datasets/chat-sample.jsonl"
 ALPACA="$ROOT/assets/datasets/alpaca-sample.jsonl"
@@ -39,16 +39,16 @@ done
 echo "== model inspect"
 "$T" model inspect "$MODEL" --json > "$OUT/model-tiny-llama.json"
 
-echo "== trainable parameters per method and rank (one-step probe runs)"
+echo "== estimates per method and rank (tunesmith plan), and one run too big for this machine"
+mkdir -p "$OUT/plans"
+PLAN=("$T" plan presets/quickstart.toml --set model.backend=cpu --json)
 for r in 4 8 16 32; do
-  "$T" train --backend cpu presets/quickstart.toml --set output.runs_dir="$REC/probe" --set train.max_steps=1 \
-    --set method.rank=$r --set method.alpha=$((2 * r)) --set output.name=probe-r$r --json > "$REC/probe.jsonl"
-  head -n 1 "$REC/probe.jsonl" > "$OUT/runs/probe-lora-r$r.started.json"
+  "${PLAN[@]}" --set method.rank=$r --set method.alpha=$((2 * r)) > "$OUT/plans/lora-r$r.json"
 done
-"$T" train --backend cpu presets/quickstart.toml --set output.runs_dir="$REC/probe" --set train.max_steps=1 \
-  --set method.rank=8 --set method.alpha=16 --set 'method.target_modules=["q_proj","v_proj"]' \
-  --set output.name=probe-r8-qv --json > "$REC/probe.jsonl"
-head -n 1 "$REC/probe.jsonl" > "$OUT/runs/probe-lora-r8-qv.started.json"
+"${PLAN[@]}" --set method.rank=8 --set method.alpha=16 --set 'method.target_modules=["q_proj","v_proj"]' \
+  > "$OUT/plans/lora-r8-qv.json"
+# Far more activations than RAM: the verdict and its suggestions.
+"${PLAN[@]}" --set data.max_length=60000 --set train.micro_batch=16 > "$OUT/plans/lora-r16-len60000.json"
 
 echo "== a real quickstart run"
 "$T" train --backend cpu presets/quickstart.toml --set output.runs_dir="$REC/runs" --json > "$OUT/runs/quickstart.events.jsonl"

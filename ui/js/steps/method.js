@@ -3,7 +3,7 @@
 // memory. Estimates are debounced (150 ms) and sequence-numbered, so a slow
 // stale answer never overwrites a newer one.
 
-import { app, wizard, emit } from "../state.js";
+import { app, wizard, emit, setPath } from "../state.js";
 import { h, field, clone, replace } from "../dom.js";
 import { invoke } from "../ipc.js";
 import { bytes, count } from "../format.js";
@@ -84,7 +84,7 @@ export function render(el) {
         },
       }, h("span", { class: "card-title" }, m.title), h("span", { class: "card-text" }, m.when)))),
     h("div", { class: "method-body" },
-      isLora() ? loraControls() : fullControls(),
+      h("div", {}, isLora() ? loraControls() : fullControls(), memoryControls()),
       estimateEl));
   renderEstimate();
   scheduleEstimate();
@@ -135,13 +135,67 @@ function fullControls() {
     h("p", { class: "hint" }, "Gradients and optimizer state exist for all of them, so memory grows with the model."));
 }
 
+// `model.dtype` choices (docs/config.md).
+const DTYPES = [
+  ["f32", "f32 (exact, most memory)"],
+  ["auto", "as the checkpoint (16-bit stays 16-bit)"],
+  ["bf16", "bf16"],
+  ["f16", "f16"],
+];
+
+/** The memory savers: gradient checkpointing and the base's storage dtype. */
+function memoryControls() {
+  const train = (wizard.config.train ??= {});
+  const model = (wizard.config.model ??= {});
+  return h("fieldset", { class: "savers-controls" },
+    h("legend", {}, "Memory"),
+    h("label", { class: "check" },
+      h("input", {
+        type: "checkbox",
+        testid: "checkpointing-input",
+        checked: Boolean(train.gradient_checkpointing),
+        onchange: (e) => {
+          train.gradient_checkpointing = e.target.checked;
+          scheduleEstimate();
+        },
+      }),
+      "Gradient checkpointing (recompute layers in backward: far less memory, about a third more time)"),
+    field("Base weights stored in", h("select", {
+      testid: "dtype-input",
+      onchange: (e) => {
+        model.dtype = e.target.value;
+        scheduleEstimate();
+      },
+    }, DTYPES.map(([v, label]) => h("option", { value: v, selected: (model.dtype ?? "f32") === v }, label)))).wrap);
+}
+
+function applySuggestion(s) {
+  for (const { path, value } of s.set) setPath(wizard.config, path, value);
+  resetFields(s.set.map((x) => x.path));
+  emit("wizard:render", "method");
+}
+
+function fitView(fit) {
+  if (!fit) {
+    return h("p", { class: "muted", testid: "memory-fit" },
+      "GPU memory is not reported by the backend: compare the estimate with your GPU's memory.");
+  }
+  return h("div", { class: ["fit", fit.fits ? "fits" : "too-big"], testid: "memory-fit" },
+    h("p", { class: "verdict" }, `${fit.memory}: ${fit.verdict}`),
+    fit.suggestions.length
+      ? h("ul", { class: "suggestions" }, fit.suggestions.map((s, i) => h("li", {},
+        h("button", { type: "button", testid: `suggestion-${i}`, onclick: () => applySuggestion(s) }, s.change),
+        ` ${s.reason}: ${bytes(s.total)}${s.fits ? ", fits" : ", still too much"}`)))
+      : null);
+}
+
 function renderEstimate() {
   if (!estimateEl) return;
   const e = wizard.estimate;
   const r = e.result;
   const m = r?.memory;
   const parts = m ? [["Weights", m.weights], ["Trainable", m.trainable], ["Gradients", m.gradients],
-    ["Optimizer", m.optimizer], ["Activations", m.activations]] : [];
+    ["Optimizer", m.optimizer], ["Activations", m.activations], ["Runtime", m.runtime]] : [];
   replace(estimateEl,
     h("h3", {}, "Estimate"),
     h("div", { class: ["stat-row", e.pending && "stale"] },
@@ -153,6 +207,7 @@ function renderEstimate() {
         h("span", { class: "stat-label" }, "Memory"),
         h("span", { class: "stat-value" }, m ? bytes(m.total) : "—"),
         m ? h("dl", { class: "breakdown" }, parts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, bytes(v))])) : null)),
+    r ? fitView(r.fit) : null,
     e.pending ? h("p", { class: "muted" }, "Updating…") : null,
     e.invalid ? h("p", { class: "hint" }, `Fix the values to update the estimate: ${e.invalid}`) : null,
     e.error ? h("p", { class: "inline-error", role: "alert", testid: "estimate-error" }, e.error) : null);

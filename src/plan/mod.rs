@@ -2,6 +2,10 @@
 //! memory estimate, from config.json and the safetensors headers alone (no
 //! weight is loaded), so the wizard can update it as the rank changes.
 
+mod fit;
+
+pub use fit::{Fit, Suggestion};
+
 use serde::Serialize;
 use thiserror::Error;
 
@@ -16,6 +20,10 @@ pub struct Estimate {
     /// Base parameters plus any the method adds.
     pub total_params: u64,
     pub memory: MemoryEstimate,
+    /// The estimate against this machine's RAM, for CPU runs where the
+    /// platform reports it (burn does not report GPU memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit: Option<Fit>,
 }
 
 /// Bytes, by what holds them. Tunesmith computes in f32, so every number
@@ -115,7 +123,13 @@ pub fn estimate(config: &RunConfig) -> Result<Estimate, PlanError> {
         BackendName::Auto => !cfg!(any(feature = "wgpu", feature = "cuda")),
         BackendName::Wgpu | BackendName::Cuda => false,
     };
-    estimate_for(config, &model, &summary, cpu)
+    let mut estimate = estimate_for(config, &model, &summary, cpu)?;
+    if cpu && let Some(memory) = crate::memory::system_memory() {
+        estimate.fit = Some(fit::judge(config, &estimate, memory, |c| {
+            estimate_for(c, &model, &summary, cpu).ok()
+        }));
+    }
+    Ok(estimate)
 }
 
 /// [`estimate`] for an already read model, on the CPU kernels (`cpu`) or
@@ -162,6 +176,7 @@ pub fn estimate_for(
             ],
             cpu,
         ),
+        fit: None,
     })
 }
 
