@@ -51,8 +51,10 @@ for row in $ROWS; do
         --set "model.path=$WORK/$model" --set "data.train=$DATA" --set "data.max_length=$len" \
         --set train.micro_batch=4 --set train.grad_accum=2 --set train.max_steps=2 \
         --set "train.gradient_checkpointing=$flag" ${method_args[@]+"${method_args[@]}"} \
-        --set "output.runs_dir=$WORK/runs" >"$out" 2>"$WORK/memory-err.txt" \
+        --set "output.runs_dir=$WORK/memory-runs" >"$out" 2>"$WORK/memory-err.txt" \
         || { cat "$WORK/memory-err.txt" >&2; exit 1; }
+    # Full fine-tuning checkpoints are GBs: keep only the events.
+    rm -rf "$WORK/memory-runs"
     "$PY" - "$out" "$row" >>"$results" <<'PY'
 import json, sys
 events = [json.loads(l) for l in open(sys.argv[1])]

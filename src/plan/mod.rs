@@ -155,7 +155,25 @@ pub fn estimate_for(
     let accumulating = config.train.grad_accum > 1;
     let gradients = trainable_params * F32 * if accumulating { 2 } else { 1 };
     let optimizer = 2 * trainable_params * F32;
-    let activations = activation_bytes(config, model, cpu);
+    // A 16-bit frozen head is widened to f32 for the loss: one more copy of
+    // it while the loss is computed (kept until backward off the CPU).
+    let head_frozen = match &config.method {
+        MethodConfig::Full(f) => {
+            let head = if model.tie_word_embeddings {
+                "embed_tokens"
+            } else {
+                "lm_head"
+            };
+            !f.modules.iter().any(|m| m == "all" || m == head)
+        }
+        _ => true,
+    };
+    let head_widened = if stored < F32 && head_frozen {
+        model.vocab_size as u64 * model.hidden_size as u64 * F32
+    } else {
+        0
+    };
+    let activations = activation_bytes(config, model, cpu) + head_widened;
     let (h, i) = (model.hidden_size as u64, model.intermediate_size as u64);
     let largest = (model.vocab_size as u64 * h).max(i * h);
     let loading = largest * F32;
@@ -218,10 +236,12 @@ fn layer_values(config: &RunConfig, model: &ModelConfig, cpu: bool) -> u64 {
             let Some((inp, _)) = linear_shape(model, m) else {
                 continue;
             };
-            // x·A, and with dropout its mask and the dropped input.
+            // x·A, and with dropout the dropped input and its mask. Measured
+            // (bench/memory.sh, SmolLM2 and the Qwen2.5-0.5B shape) the pair
+            // costs 1.5 input widths, not 2: part of the masks is freed.
             values += l.rank as u64;
             if l.dropout > 0.0 {
-                values += 2 * inp as u64;
+                values += 3 * inp as u64 / 2;
             }
         }
     }
