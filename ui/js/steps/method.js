@@ -159,7 +159,7 @@ function memoryControls() {
           scheduleEstimate();
         },
       }),
-      "Gradient checkpointing (recompute layers in backward: far less memory, about a third more time)"),
+      "Gradient checkpointing (recompute layers in backward: far less memory, about 1.6x the time)"),
     field("Base weights stored in", h("select", {
       testid: "dtype-input",
       onchange: (e) => {
