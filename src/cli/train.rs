@@ -9,6 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use tunesmith::config::{BackendName, RunConfig};
+use tunesmith::memory::human_bytes;
 use tunesmith::train::runs::list_runs;
 use tunesmith::train::{RunHandle, Session, TrainEvent};
 
@@ -169,10 +170,14 @@ fn show(event: &TrainEvent, bar: &mut Option<ProgressBar>, run_dir: &Path) {
             method,
             backend,
             warnings,
+            estimated_memory_bytes,
             ..
         } => {
             eprintln!("run       {}", run_dir.display());
             eprintln!("backend   {backend}");
+            if let Some(bytes) = estimated_memory_bytes {
+                eprintln!("memory    {} estimated at peak", human_bytes(*bytes));
+            }
             eprintln!(
                 "method    {method}: {} trainable of {} parameters ({:.2}%)",
                 trainable_params,
@@ -240,6 +245,7 @@ fn show(event: &TrainEvent, bar: &mut Option<ProgressBar>, run_dir: &Path) {
             final_val_loss,
             best_val_loss,
             elapsed_s,
+            peak_memory_bytes,
             ..
         } => {
             if let Some(b) = bar.take() {
@@ -251,6 +257,9 @@ fn show(event: &TrainEvent, bar: &mut Option<ProgressBar>, run_dir: &Path) {
                 f(final_val_loss),
                 f(best_val_loss)
             );
+            if let Some(bytes) = peak_memory_bytes {
+                eprintln!("peak memory {} (process resident)", human_bytes(*bytes));
+            }
             eprintln!("run directory {}", run_dir.display());
         }
         TrainEvent::Failed { step, message } => {
