@@ -8,25 +8,32 @@ use burn::tensor::{DType, Device, FloatDType, Tensor};
 
 use crate::config::Dtype;
 
-/// The dtype frozen weights are stored in for a requested `model.dtype`,
-/// the checkpoint's declared dtype (config.json's `torch_dtype`) and the
-/// device. `auto` keeps a 16-bit checkpoint 16-bit where the device can
-/// store and widen it, and is f32 otherwise. An explicit 16-bit request the
-/// device cannot hold falls back to f32 with a message saying so.
+/// The 16-bit type a requested `model.dtype` asks for, given the
+/// checkpoint's declared dtype (config.json's `torch_dtype`); `None` means
+/// f32. `auto` keeps a 16-bit checkpoint 16-bit.
+pub fn requested_half(requested: Dtype, declared: Option<&str>) -> Option<FloatDType> {
+    match requested {
+        Dtype::F32 => None,
+        Dtype::Bf16 => Some(FloatDType::BF16),
+        Dtype::F16 => Some(FloatDType::F16),
+        Dtype::Auto => match declared {
+            Some("bfloat16") => Some(FloatDType::BF16),
+            Some("float16") => Some(FloatDType::F16),
+            _ => None,
+        },
+    }
+}
+
+/// The dtype frozen weights are stored in on `device` (see
+/// [`requested_half`]). A 16-bit type the device cannot hold falls back to
+/// f32, with a message when the user asked for it explicitly.
 pub fn storage_dtype(
     requested: Dtype,
     declared: Option<&str>,
     device: &Device,
 ) -> (DType, Option<String>) {
-    let wanted = match requested {
-        Dtype::F32 => return (DType::F32, None),
-        Dtype::Bf16 => FloatDType::BF16,
-        Dtype::F16 => FloatDType::F16,
-        Dtype::Auto => match declared {
-            Some("bfloat16") => FloatDType::BF16,
-            Some("float16") => FloatDType::F16,
-            _ => return (DType::F32, None),
-        },
+    let Some(wanted) = requested_half(requested, declared) else {
+        return (DType::F32, None);
     };
     if device.supports_dtype(wanted) {
         return (wanted.into(), None);
@@ -36,11 +43,6 @@ pub fn storage_dtype(
          (twice the memory)"
     );
     (DType::F32, (requested != Dtype::Auto).then_some(note))
-}
-
-/// Bytes one stored value of `dtype` takes.
-pub fn bytes_per_value(dtype: DType) -> u64 {
-    dtype.size() as u64
 }
 
 /// `t` in f32, for the compute (a no-op for f32 tensors).

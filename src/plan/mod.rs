@@ -9,9 +9,9 @@ pub use fit::{Fit, Suggestion};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::config::{BackendName, ConfigError, Dtype, RunConfig};
+use crate::config::{BackendName, ConfigError, RunConfig};
 use crate::methods::{LINEAR_MODULES, MethodConfig, MethodError, linear_shape};
-use crate::model::{ModelConfig, ModelError, ModelSummary};
+use crate::model::{ModelConfig, ModelError, ModelSummary, precision};
 
 /// Trainable and total parameters, and the memory a training step needs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,30 +63,12 @@ pub struct MemoryEstimate {
 }
 
 impl MemoryEstimate {
-    fn new(parts: [u64; 8], cpu_kernels: bool) -> Self {
-        let [
-            weights,
-            trainable,
-            gradients,
-            optimizer,
-            activations,
-            runtime,
-            loading,
-            checkpointing,
-        ] = parts;
-        let held = runtime + weights + trainable + optimizer;
-        Self {
-            weights,
-            trainable,
-            gradients,
-            optimizer,
-            activations,
-            runtime,
-            loading,
-            checkpointing,
-            total: held + loading.max(gradients + activations).max(checkpointing),
-            cpu_kernels,
-        }
+    /// Sets `total` from the parts (see its doc).
+    fn totalled(mut self) -> Self {
+        let held = self.runtime + self.weights + self.trainable + self.optimizer;
+        let step = self.gradients + self.activations;
+        self.total = held + self.loading.max(step).max(self.checkpointing);
+        self
     }
 }
 
@@ -146,7 +128,9 @@ pub fn estimate_for(
     let full = matches!(config.method, MethodConfig::Full(_));
     let added = if full { 0 } else { trainable_params };
     // Frozen weights in their storage dtype, trained ones as f32 masters.
-    let stored = storage_bytes(config.model.dtype, model.declared_dtype.as_deref());
+    // The CPU holds every 16-bit type (see `precision::storage_dtype`).
+    let stored = precision::requested_half(config.model.dtype, model.declared_dtype.as_deref())
+        .map_or(F32, |d| burn::tensor::DType::from(d).size() as u64);
     let frozen = summary
         .parameters
         .saturating_sub(if full { trainable_params } else { 0 });
@@ -181,34 +165,21 @@ pub fn estimate_for(
     Ok(Estimate {
         trainable_params,
         total_params: summary.parameters + added,
-        memory: MemoryEstimate::new(
-            [
-                weights,
-                trainable,
-                gradients,
-                optimizer,
-                activations,
-                RUNTIME,
-                loading,
-                checkpointing,
-            ],
-            cpu,
-        ),
+        memory: MemoryEstimate {
+            weights,
+            trainable,
+            gradients,
+            optimizer,
+            activations,
+            runtime: RUNTIME,
+            loading,
+            checkpointing,
+            total: 0,
+            cpu_kernels: cpu,
+        }
+        .totalled(),
         fit: None,
     })
-}
-
-/// Bytes a frozen weight takes for `model.dtype` and the checkpoint's
-/// declared dtype (the CPU holds every 16-bit type; see `precision`).
-fn storage_bytes(dtype: Dtype, declared: Option<&str>) -> u64 {
-    match dtype {
-        Dtype::F32 => F32,
-        Dtype::Bf16 | Dtype::F16 => 2,
-        Dtype::Auto => match declared {
-            Some("bfloat16" | "float16") => 2,
-            _ => F32,
-        },
-    }
 }
 
 /// Values (f32) one decoder layer keeps per token for backward.
