@@ -139,11 +139,14 @@ deps:
 ## bench: SmolLM2-135M shape: `logits` (512 tokens) vs transformers; LoRA r16 training
 ## (4 x 512, 8 x 128; SmolLM2 and a Qwen2.5-0.5B shape) tokens/s + peak RSS vs torch+PEFT; greedy
 ## decoding tokens/s vs transformers; `data inspect` rows/s + peak RSS
-## on 100k chat rows vs transformers
+## on 100k chat rows vs transformers; peak memory estimate vs measured over a
+## grid (dtype, quantize, checkpointing, length, method); QLoRA (q8_0, q4_0, nf4
+## bases) learning against a bf16 base
 bench: deps
 	bench/logits.sh cpu
 	bench/train.sh cpu
 	bench/memory.sh cpu
+	bench/quant.sh cpu
 	bench/generate.sh cpu
 	bench/data.sh
 	bench/triage.sh

@@ -7,9 +7,13 @@
 #   method    LoRA r16 on all seven linear kinds (dropout 0.05), full fine-tuning
 #   length    128, 512 (micro-batch 4, grad_accum 2)
 #   checkpointing  off, on
+#   storage   f32; and for LoRA bf16, and q4_0 / nf4 / q8_0 linear layers
+#             (bf16 embeddings), at length 512
 #
 #   bench/memory.sh [cpu|wgpu|cuda]        (default: cpu)
-#   ROWS="smollm2:lora:512:on" bench/memory.sh     (a subset: model:method:len:ckpt)
+#   ROWS="smollm2:lora:512:on:q4_0" bench/memory.sh
+#                      (a subset: model:method:len:ckpt[:storage], storage f32
+#                       when left out)
 #
 # Prints one row per setting and the largest |estimate/measured - 1|.
 # Needs python3 with torch, transformers, peft and gguf (bench/common.sh)
@@ -29,6 +33,9 @@ for m in smollm2 qwen05b; do
             for ckpt in off on; do default_rows+="$m:$method:$len:$ckpt "; done
         done
     done
+    for storage in bf16 q4_0 nf4 q8_0; do
+        for ckpt in off on; do default_rows+="$m:lora:512:$ckpt:$storage "; done
+    done
 done
 ROWS="${ROWS:-$default_rows}"
 mkdir -p "$WORK"
@@ -38,19 +45,24 @@ mkdir -p "$WORK"
 bench_models "$ROWS"
 
 echo "== peak memory, estimate vs measured, backend $BACKEND, 2 steps of micro-batch 4 x grad_accum 2 =="
-printf '%-30s %12s %12s %8s\n' setting estimate measured ratio
+printf '%-34s %12s %12s %8s\n' setting estimate measured ratio
 results="$WORK/memory-results.jsonl"
 : >"$results"
 for row in $ROWS; do
-    IFS=: read -r model method len ckpt <<<"$row"
-    out="$WORK/memory-$model-$method-$len-$ckpt.jsonl"
+    IFS=: read -r model method len ckpt storage <<<"$row"
+    storage="${storage:-f32}"
+    out="$WORK/memory-$model-$method-$len-$ckpt-$storage.jsonl"
     flag=$([ "$ckpt" = on ] && echo true || echo false)
+    case "$storage" in
+        f32 | bf16 | f16) storage_args=(--set "model.dtype=$storage") ;;
+        *) storage_args=(--set model.dtype=bf16 --set "model.quantize=$storage") ;;
+    esac
     preset=bench/train-lora.toml method_args=(--set method.dropout=0.05)
     if [ "$method" = full ]; then preset=bench/train-full.toml method_args=(); fi
     "$BIN" train "$preset" --backend "$BACKEND" --json \
         --set "model.path=$WORK/$model" --set "data.train=$DATA" --set "data.max_length=$len" \
         --set train.micro_batch=4 --set train.grad_accum=2 --set train.max_steps=2 \
-        --set "train.gradient_checkpointing=$flag" ${method_args[@]+"${method_args[@]}"} \
+        --set "train.gradient_checkpointing=$flag" ${method_args[@]+"${method_args[@]}"} "${storage_args[@]}" \
         --set "output.runs_dir=$WORK/memory-runs" >"$out" 2>"$WORK/memory-err.txt" \
         || { cat "$WORK/memory-err.txt" >&2; exit 1; }
     # Full fine-tuning checkpoints are GBs: keep only the events.
@@ -67,7 +79,7 @@ PY
 import json, sys
 r = json.loads(sys.stdin.read())
 row, est, got = r["row"], r["estimate"] / 2**20, r["measured"] / 2**20
-print(f"{row:<30} {est:>8,.0f} MiB {got:>8,.0f} MiB {est / got:8.2f}")'
+print(f"{row:<34} {est:>8,.0f} MiB {got:>8,.0f} MiB {est / got:8.2f}")'
 done
 "$PY" - "$results" <<'PY'
 import json, sys

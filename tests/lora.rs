@@ -16,6 +16,8 @@ use tunesmith::CausalLm;
 use tunesmith::config::TrainSection;
 use tunesmith::data::IGNORE;
 use tunesmith::methods::{LoraConfig, Method};
+use tunesmith::model::precision::Storage;
+use tunesmith::model::quant::QuantFormat;
 use tunesmith::train::loss::{Batch, nll_sum};
 use tunesmith::train::optim::AdamW;
 use tunesmith::train::params::{self, HostTensor};
@@ -230,6 +232,54 @@ fn one_step_matches_peft_with_rslora() {
 fn one_step_matches_peft_on_wgpu() {
     if let Some(device) = common::wgpu_device() {
         check_peft_case_on("rslora", &device);
+    }
+}
+
+/// A quantized base on the GPU backend (tensor-op dequantization of u32
+/// codes; Mesa's lavapipe in CI): one LoRA step's loss and gradients as on
+/// the CPU's fused kernel.
+#[test]
+fn quantized_base_on_wgpu_matches_the_cpu() {
+    let Some(gpu) = common::wgpu_device() else {
+        return;
+    };
+    let gpu = gpu.autodiff();
+    let cpu = Device::flex().autodiff();
+    let dir = common::models_dir().join("qwen2");
+    let lora = lora_r4();
+    let storage = Storage {
+        dtype: burn::tensor::DType::F32,
+        quantize: Some(QuantFormat::Q4_0),
+    };
+    let run = |device: &Device| {
+        let (model, _) = CausalLm::load_stored(&dir, device, storage).unwrap();
+        let model = lora.prepare(model, &mut StdRng::seed_from_u64(1));
+        let b = random_b(&model);
+        let (model, _) = params::write_params(model, &b);
+        let batches = micro_batches(device, model.vocab_size() as u32);
+        let options = StepOptions {
+            max_grad_norm: 1.0,
+            gradient_checkpointing: false,
+        };
+        let (grads, loss, _) = step_gradients(&model, &batches, options, |_| None);
+        let grads: BTreeMap<String, Vec<f32>> = grads
+            .into_iter()
+            .map(|(k, g)| (k, HostTensor::from_tensor(g).data))
+            .collect();
+        (grads, loss)
+    };
+    let (g_cpu, loss_cpu) = run(&cpu);
+    let (g_gpu, loss_gpu) = run(&gpu);
+    assert!(
+        (loss_cpu - loss_gpu).abs() <= 1e-4 * loss_cpu.abs(),
+        "loss {loss_gpu} on wgpu vs {loss_cpu} on the CPU"
+    );
+    for (key, a) in &g_cpu {
+        let rel = relative_difference(a, &g_gpu[key]);
+        assert!(
+            rel <= 1e-4,
+            "gradient of {key} differs by {rel:.2e} on wgpu"
+        );
     }
 }
 
@@ -536,14 +586,12 @@ fn round_bf16(values: &BTreeMap<String, HostTensor>) -> BTreeMap<String, HostTen
 #[test]
 fn bf16_storage_computes_in_f32_on_the_rounded_weights() {
     let device = Device::flex().autodiff();
-    let lora = LoraConfig {
-        rank: 4,
-        dropout: 0.0,
-        ..LoraConfig::default()
-    };
+    let lora = lora_r4();
     for dir in common::fixture_models() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let (stored, _) = CausalLm::load_stored(&dir, &device, burn::tensor::DType::BF16).unwrap();
+        let (stored, _) =
+            CausalLm::load_stored(&dir, &device, Storage::dense(burn::tensor::DType::BF16))
+                .unwrap();
         assert_eq!(stored.embed_tokens.val().dtype(), burn::tensor::DType::BF16);
         let (reference, _) = CausalLm::load(&dir, &device).unwrap();
         // The f32 model with exactly the values bf16 storage holds (norms
@@ -563,42 +611,160 @@ fn bf16_storage_computes_in_f32_on_the_rounded_weights() {
         let values = random_b(&stored);
         let (stored, _) = params::write_params(stored, &values);
         let (reference, _) = params::write_params(reference, &values);
-        let batches = micro_batches(&device, stored.vocab_size() as u32);
-        let options = StepOptions {
-            max_grad_norm: 1.0,
-            gradient_checkpointing: false,
-        };
-        let (g_stored, loss_stored, _) = step_gradients(&stored, &batches, options, |_| None);
-        let (g_ref, loss_ref, _) = step_gradients(&reference, &batches, options, |_| None);
-        assert!(
-            (loss_stored - loss_ref).abs() <= 1e-5 * loss_ref.abs(),
-            "{name}: loss {loss_stored} with bf16 storage vs {loss_ref}"
-        );
-        assert_eq!(g_stored.len(), g_ref.len());
-        for (key, g) in &g_ref {
-            let a = HostTensor::from_tensor(g.clone()).data;
-            let b = HostTensor::from_tensor(g_stored[key].clone()).data;
-            let rel = relative_difference(&a, &b);
+        // Frozen weights stay bf16 and get no gradient.
+        assert_step_matches(&name, &stored, &reference, &device);
+    }
+}
+
+/// Linear weights [in, out] of `values` replaced by what `format` holds
+/// of them (quantized along `in`, as HF's [out, in] rows, and back).
+fn dequantized(
+    values: &BTreeMap<String, HostTensor>,
+    format: QuantFormat,
+) -> BTreeMap<String, HostTensor> {
+    values
+        .iter()
+        .filter(|(k, _)| {
+            tunesmith::methods::LINEAR_MODULES
+                .iter()
+                .any(|m| k.ends_with(&format!("{m}.weight")))
+        })
+        .map(|(k, t)| {
+            let (inp, out) = (t.shape[0], t.shape[1]);
+            let mut hf = vec![0f32; inp * out];
+            for i in 0..inp {
+                for o in 0..out {
+                    hf[o * inp + i] = t.data[i * out + o];
+                }
+            }
+            let q = tunesmith_kernels::quant::quantize(&hf, inp, format).unwrap();
+            let back = q.dequantize();
+            let mut data = vec![0f32; inp * out];
+            for i in 0..inp {
+                for o in 0..out {
+                    data[i * out + o] = back[o * inp + i];
+                }
+            }
+            let t = HostTensor {
+                shape: t.shape.clone(),
+                data,
+            };
+            (k.clone(), t)
+        })
+        .collect()
+}
+
+#[test]
+fn quantized_base_computes_in_f32_on_the_dequantized_weights() {
+    let device = Device::flex().autodiff();
+    let lora = lora_r4();
+    for dir in common::fixture_models() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Nf4] {
+            let case = format!("{name}, {format:?}");
+            let storage = Storage {
+                dtype: burn::tensor::DType::F32,
+                quantize: Some(format),
+            };
+            let (stored, _) = CausalLm::load_stored(&dir, &device, storage).unwrap();
+            let held = params::read_all(&stored);
             assert!(
-                rel <= 1e-5,
-                "{name}: gradient of {key} differs by {rel:.2e}"
+                !held.keys().any(|k| k.ends_with("proj.weight")),
+                "{case}: no dense linear weight is held"
             );
+            // The f32 model with exactly the values the blocks hold.
+            let (reference, _) = CausalLm::load(&dir, &device).unwrap();
+            let values = dequantized(&params::read_all(&reference), format);
+            assert_eq!(values.len(), 7 * reference.layers.len(), "{case}");
+            let (reference, _) = params::write_params(reference, &values);
+            let stored = lora.prepare(stored, &mut StdRng::seed_from_u64(1));
+            let reference = lora.prepare(reference, &mut StdRng::seed_from_u64(1));
+            let b = random_b(&stored);
+            let (stored, _) = params::write_params(stored, &b);
+            let (reference, _) = params::write_params(reference, &b);
+            assert_step_matches(&case, &stored, &reference, &device);
         }
-        // Frozen weights stay bf16 and get no gradient; checkpointing still
-        // changes nothing on a 16-bit base.
-        let ckpt = StepOptions {
-            gradient_checkpointing: true,
-            ..options
-        };
-        let (g_ckpt, loss_ckpt, _) = step_gradients(&stored, &batches, ckpt, |_| None);
-        assert!(
-            (loss_ckpt - loss_stored).abs() <= 1e-6 * loss_stored.abs(),
-            "{name}"
+    }
+}
+
+/// The tensor-op dequantization (what GPU backends run) gives the CPU
+/// kernel's values bit for bit.
+#[test]
+fn composed_dequantization_matches_the_kernel() {
+    let device = Device::flex();
+    let (out, inp) = (24, 192);
+    let w: Vec<f32> = (0..out * inp)
+        .map(|i| ((i as f32 * 0.31).cos() * 0.2) * if i % 53 == 0 { 4.0 } else { 1.0 })
+        .collect();
+    for format in [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Nf4] {
+        let q = tunesmith_kernels::quant::quantize(&w, inp, format).unwrap();
+        let expected = q.dequantize();
+        let held = tunesmith::model::quant::QuantizedWeight::new(q, &device);
+        assert_eq!(held.dims(), (inp, out));
+        let got = held.dequantize().into_data().try_to_vec::<f32>().unwrap();
+        let first = got
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        assert_eq!(
+            first,
+            None,
+            "{format:?}: {:?}",
+            first.map(|i| (got[i], expected[i]))
         );
-        for (key, g) in &g_stored {
-            let a = HostTensor::from_tensor(g.clone()).data;
-            let b = HostTensor::from_tensor(g_ckpt[key].clone()).data;
-            assert!(relative_difference(&a, &b) <= 1e-6, "{name}: {key}");
-        }
+    }
+}
+
+/// One step of `stored` (its frozen base held narrower: 16-bit, quantized)
+/// against `reference` (the f32 model holding exactly those values): loss
+/// and gradients agree to 1e-5 relative; and gradient checkpointing
+/// changes nothing on `stored` (1e-6).
+fn assert_step_matches(case: &str, stored: &CausalLm, reference: &CausalLm, device: &Device) {
+    let batches = micro_batches(device, stored.vocab_size() as u32);
+    let options = StepOptions {
+        max_grad_norm: 1.0,
+        gradient_checkpointing: false,
+    };
+    let (g_stored, loss_stored, _) = step_gradients(stored, &batches, options, |_| None);
+    let (g_ref, loss_ref, _) = step_gradients(reference, &batches, options, |_| None);
+    assert!(
+        (loss_stored - loss_ref).abs() <= 1e-5 * loss_ref.abs(),
+        "{case}: loss {loss_stored} vs {loss_ref} on the f32 reference"
+    );
+    assert_eq!(g_stored.len(), g_ref.len(), "{case}");
+    for (key, g) in &g_ref {
+        let a = HostTensor::from_tensor(g.clone()).data;
+        let b = HostTensor::from_tensor(g_stored[key].clone()).data;
+        let rel = relative_difference(&a, &b);
+        assert!(
+            rel <= 1e-5,
+            "{case}: gradient of {key} differs by {rel:.2e}"
+        );
+    }
+    let ckpt = StepOptions {
+        gradient_checkpointing: true,
+        ..options
+    };
+    let (g_ckpt, loss_ckpt, _) = step_gradients(stored, &batches, ckpt, |_| None);
+    assert!(
+        (loss_ckpt - loss_stored).abs() <= 1e-6 * loss_stored.abs(),
+        "{case}: loss with checkpointing"
+    );
+    for (key, g) in &g_stored {
+        let a = HostTensor::from_tensor(g.clone()).data;
+        let b = HostTensor::from_tensor(g_ckpt[key].clone()).data;
+        assert!(
+            relative_difference(&a, &b) <= 1e-6,
+            "{case}: {key} with checkpointing"
+        );
+    }
+}
+
+/// LoRA rank 4 without dropout on every linear kind.
+fn lora_r4() -> LoraConfig {
+    LoraConfig {
+        rank: 4,
+        dropout: 0.0,
+        ..LoraConfig::default()
     }
 }

@@ -16,6 +16,7 @@ mod attention;
 mod cpu;
 mod head;
 mod mm;
+pub mod quant;
 
 use std::sync::OnceLock;
 
@@ -30,6 +31,8 @@ use burn::backend::{
     Autodiff, Backend, Dispatch, DispatchDevice, Flex, FloatDType, backend_extension,
 };
 use burn::tensor::{DType, Int, Tensor, TensorData};
+
+pub use quant::QuantFormat;
 
 /// Operations with a fused CPU implementation.
 #[backend_extension(Flex, Autodiff)]
@@ -63,6 +66,17 @@ pub trait FusedOps: Backend {
     /// the product in forward and widened again in backward, so no f32 copy
     /// of it outlives the call. The weight gets no gradient.
     fn fused_frozen_matmul(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `x` [rows, in] (f32) times the transpose of a frozen block-quantized
+    /// weight [out, in] (`codes` [out, words] u32, `scales` [out, blocks]
+    /// f32, see [`quant`]): the weight is dequantized for the product in
+    /// forward and again in backward, so no dense copy outlives the call.
+    fn fused_quant_matmul(
+        x: FloatTensor<Self>,
+        codes: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        format: QuantFormat,
+    ) -> FloatTensor<Self>;
 
     /// Causal softmax attention of `q` [batch, heads, len, dim] over `k`, `v`
     /// [batch, kv_heads, len, dim] (each KV head serving `heads / kv_heads`
@@ -150,6 +164,32 @@ pub fn frozen_matmul<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<
     let y = <Dispatch as FusedOps>::fused_frozen_matmul(
         x.reshape([rows, width]).into_dispatch(),
         weight.into_dispatch(),
+    );
+    let mut out_dims = dims;
+    out_dims[D - 1] = out;
+    Tensor::<2>::from_dispatch(y).reshape(out_dims)
+}
+
+/// `x · Wᵀ` for a frozen block-quantized weight W [out, in] (see
+/// [`FusedOps::fused_quant_matmul`]): `x` [.., in] f32 on the CPU backend,
+/// `codes` [out, words] u32 and `scales` [out, blocks] untracked.
+pub fn quant_matmul<const D: usize>(
+    x: Tensor<D>,
+    codes: Tensor<2, Int>,
+    scales: Tensor<2>,
+    format: QuantFormat,
+) -> Tensor<D> {
+    let dims = x.dims();
+    let width = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let [out, words] = codes.dims();
+    let inp = words * 32 / format.bits();
+    assert_eq!(width, inp, "x has {width} features, the weight takes {inp}");
+    let y = <Dispatch as FusedOps>::fused_quant_matmul(
+        x.reshape([rows, width]).into_dispatch(),
+        codes.into_dispatch(),
+        scales.into_dispatch(),
+        format,
     );
     let mut out_dims = dims;
     out_dims[D - 1] = out;
@@ -326,7 +366,47 @@ fn widened_matmul(x: FlexTensor, weight: &FlexTensor, transpose_weight: bool) ->
     Flex::float_matmul(x, wide)
 }
 
+/// The dense f32 [out, in] weight of quantized `codes` and `scales`.
+fn dequantized(codes: &IntTensor<Flex>, scales: &FlexTensor, format: QuantFormat) -> FlexTensor {
+    let codes = codes.to_contiguous();
+    let words = codes
+        .as_slice::<u32>()
+        .expect("quantized codes are a contiguous u32 tensor");
+    let scales = f32s(scales);
+    let dims = shape(&codes);
+    let (out, cols) = (dims[0], dims[1] * 32 / format.bits());
+    let mut dense = vec![0f32; out * cols];
+    quant::dequantize_into(words, slice(&scales), format, cols, &mut dense);
+    tensor(dense, vec![out, cols])
+}
+
+/// `x · Wᵀ` for a quantized W; `backward` multiplies by W instead.
+fn quantized_matmul(
+    x: FlexTensor,
+    codes: &IntTensor<Flex>,
+    scales: &FlexTensor,
+    format: QuantFormat,
+    backward: bool,
+) -> FlexTensor {
+    let dense = dequantized(codes, scales, format);
+    let dense = if backward {
+        dense
+    } else {
+        Flex::float_transpose(dense)
+    };
+    Flex::float_matmul(x, dense)
+}
+
 impl FusedOps for Flex {
+    fn fused_quant_matmul(
+        x: FlexTensor,
+        codes: FlexTensor,
+        scales: FlexTensor,
+        format: QuantFormat,
+    ) -> FlexTensor {
+        quantized_matmul(f32s(&x), &codes, &scales, format, false)
+    }
+
     fn fused_frozen_matmul(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
         widened_matmul(f32s(&x), &weight, false)
     }
@@ -503,6 +583,24 @@ impl Backward<Flex, 1> for FrozenMatmulBackward {
 }
 
 #[derive(Debug)]
+struct QuantMatmulBackward;
+
+impl Backward<Flex, 1> for QuantMatmulBackward {
+    /// The codes, scales and format of the weight.
+    type State = (FlexTensor, FlexTensor, QuantFormat);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let g = f32s(&grads.consume::<Flex>(&ops.node));
+        let (codes, scales, format) = &ops.state;
+        if let Some(node) = node_x {
+            let dx = quantized_matmul(g, codes, scales, *format, true);
+            grads.register::<Flex>(node.id, dx);
+        }
+    }
+}
+
+#[derive(Debug)]
 struct AttentionBackward;
 
 impl Backward<Flex, 3> for AttentionBackward {
@@ -538,6 +636,28 @@ impl Backward<Flex, 3> for AttentionBackward {
 }
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_quant_matmul(
+        x: FloatTensor<Self>,
+        codes: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        format: QuantFormat,
+    ) -> FloatTensor<Self> {
+        assert!(
+            !scales.is_tracked(),
+            "fused_quant_matmul takes a frozen weight"
+        );
+        let scales = scales.primitive().clone();
+        let out = quantized_matmul(f32s(x.primitive()), &codes, &scales, format, false);
+        match QuantMatmulBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((codes, scales, format), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn fused_frozen_matmul(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         assert!(
             !weight.is_tracked(),

@@ -118,6 +118,7 @@ mod tests {
             total_params: 1,
             method: "lora".into(),
             backend: "cpu".into(),
+            base_storage: String::new(),
             estimated_memory_bytes: None,
             warnings: vec![],
         });

@@ -171,10 +171,14 @@ fn show(event: &TrainEvent, bar: &mut Option<ProgressBar>, run_dir: &Path) {
             backend,
             warnings,
             estimated_memory_bytes,
+            base_storage,
             ..
         } => {
             eprintln!("run       {}", run_dir.display());
             eprintln!("backend   {backend}");
+            if !base_storage.is_empty() {
+                eprintln!("base      {base_storage}");
+            }
             if let Some(bytes) = estimated_memory_bytes {
                 eprintln!("memory    {} estimated at peak", human_bytes(*bytes));
             }

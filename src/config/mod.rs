@@ -39,6 +39,9 @@ pub struct ModelSection {
     /// checkpoint's), `f32`, `bf16` or `f16`. Compute and trained weights
     /// stay f32.
     pub dtype: Dtype,
+    /// Block quantization of the frozen linear weights (QLoRA): `none`,
+    /// `q8_0`, `q4_0` or `nf4`. Adapter methods only.
+    pub quantize: Quantize,
 }
 
 impl Default for ModelSection {
@@ -47,7 +50,39 @@ impl Default for ModelSection {
             path: PathBuf::new(),
             backend: BackendName::Auto,
             dtype: Dtype::F32,
+            quantize: Quantize::None,
         }
+    }
+}
+
+/// `model.quantize` as written in TOML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Quantize {
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    #[serde(rename = "q4_0")]
+    Q4_0,
+    #[serde(rename = "nf4")]
+    Nf4,
+}
+
+impl Quantize {
+    /// The block format, `None` for `none`.
+    pub fn format(self) -> Option<crate::model::quant::QuantFormat> {
+        use crate::model::quant::QuantFormat;
+        match self {
+            Self::None => None,
+            Self::Q8_0 => Some(QuantFormat::Q8_0),
+            Self::Q4_0 => Some(QuantFormat::Q4_0),
+            Self::Nf4 => Some(QuantFormat::Nf4),
+        }
+    }
+
+    /// The value as written in TOML.
+    pub fn name(self) -> &'static str {
+        self.format().map_or("none", |f| f.name())
     }
 }
 
@@ -410,6 +445,14 @@ impl RunConfig {
                 key: "data.max_length",
                 value: d.max_length.to_string(),
                 reason: "a sequence needs at least 2 tokens to predict one",
+            });
+        }
+        if self.model.quantize != Quantize::None && self.method.method().trains_base_weights() {
+            return Err(ConfigError::Invalid {
+                key: "model.quantize",
+                value: self.model.quantize.name().to_string(),
+                reason: "a quantized base is frozen, and this method trains the base weights: \
+                         use an adapter method (method.kind = \"lora\") or model.quantize = \"none\"",
             });
         }
         Ok(())

@@ -4,6 +4,9 @@
 
 use std::io::{Read, Write};
 
+use tunesmith_kernels::QuantFormat;
+use tunesmith_kernels::quant::{self, Quantized};
+
 /// GGUF's magic, "GGUF" read as a little-endian u32.
 const MAGIC: &[u8; 4] = b"GGUF";
 const VERSION: u32 = 3;
@@ -86,20 +89,13 @@ impl TensorType {
                 .iter()
                 .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
                 .collect(),
-            Self::Q8_0 => {
-                let mut out = Vec::with_capacity(values.len() / Q8_BLOCK * Q8_BYTES);
-                for block in values.chunks(Q8_BLOCK) {
-                    // As ggml quantizes: scale = max|x| / 127 in f32, values
-                    // divided by it and rounded half away from zero.
-                    let d = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
-                    out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
-                    for &v in block {
-                        let q = if d == 0.0 { 0.0 } else { (v / d).round() };
-                        out.push(q as i8 as u8);
-                    }
-                }
-                out
-            }
+            // Blocks are independent runs of 32 values: quantizing the
+            // values as rows of one block gives ggml's bytes for any row
+            // length that is a multiple of 32.
+            Self::Q8_0 => quant::quantize(values, Q8_BLOCK, QuantFormat::Q8_0)
+                .ok()
+                .and_then(|q| q.to_ggml())
+                .expect("callers give Q8_0 rows a multiple of 32 long"),
         }
     }
 
@@ -111,13 +107,14 @@ impl TensorType {
             Self::F32 => plain(Dtype::F32),
             Self::F16 => plain(Dtype::F16),
             Self::BF16 => plain(Dtype::BF16),
-            Self::Q8_0 => data
-                .chunks_exact(Q8_BYTES)
-                .flat_map(|b| {
-                    let d = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
-                    b[2..].iter().map(move |&q| d * f32::from(q as i8))
-                })
-                .collect(),
+            // Whole blocks only, as the reader sized them.
+            Self::Q8_0 => Quantized::from_ggml(
+                &data[..data.len() / Q8_BYTES * Q8_BYTES],
+                Q8_BLOCK,
+                QuantFormat::Q8_0,
+            )
+            .map(|q| q.dequantize())
+            .expect("whole Q8_0 blocks always decode"),
         }
     }
 }

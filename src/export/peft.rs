@@ -115,7 +115,8 @@ fn model_card(trained: &Trained, lora: &crate::methods::LoraConfig) -> String {
          Trained with Tunesmith on `{data}`; this is the checkpoint after optimizer \
          step {step} ({why}).\n\n\
          - rank {r}, alpha {alpha}, scaling {scaling}, dropout {dropout}\n\
-         - target modules: {targets}\n\n\
+         - target modules: {targets}\n\
+         {quantized}\n\
          ```python\n\
          from transformers import AutoModelForCausalLM\n\
          from peft import PeftModel\n\
@@ -128,5 +129,13 @@ fn model_card(trained: &Trained, lora: &crate::methods::LoraConfig) -> String {
         alpha = lora.alpha,
         dropout = lora.dropout,
         targets = lora.target_modules.join(", "),
+        quantized = match trained.config.model.quantize.format() {
+            Some(f) => format!(
+                "- trained against a {} block-quantized base (QLoRA); it applies to the \
+                 unquantized base as usual\n",
+                f.name()
+            ),
+            None => String::new(),
+        },
     )
 }

@@ -109,6 +109,10 @@ impl Method for FullConfig {
         Ok(())
     }
 
+    fn trains_base_weights(&self) -> bool {
+        true
+    }
+
     fn trainable_params(&self, model: &ModelConfig) -> u64 {
         let layers = (0..model.num_layers)
             .filter(|&l| self.wants_layer(l))

@@ -128,7 +128,7 @@ impl Method for LoraConfig {
                 continue;
             }
             let (inp, out) = layer.dims();
-            let device = layer.weight.val().device();
+            let device = layer.device();
             let bound = 1.0 / (inp as f64).sqrt();
             // A is [in, r] here (PEFT stores its transpose [r, in]); draw it in
             // PEFT's row order so the same seed means the same matrix.

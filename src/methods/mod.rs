@@ -40,6 +40,12 @@ pub trait Method {
     /// Number of parameters the method trains on this model.
     fn trainable_params(&self, model: &ModelConfig) -> u64;
 
+    /// Whether the method trains the base model's own weights (which then
+    /// cannot be held quantized).
+    fn trains_base_weights(&self) -> bool {
+        false
+    }
+
     /// Turns a freshly loaded model into the model to train: adds the
     /// method's parameters (initialised from `rng`) and marks exactly the
     /// trained parameters as requiring gradients; everything else is frozen

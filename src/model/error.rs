@@ -88,6 +88,17 @@ pub enum ModelError {
         path: PathBuf,
         dtype: String,
     },
+
+    #[error(
+        "model.quantize = \"{format}\": the {kind} weights have rows of {cols} values, which do not split into blocks of {block}; use {hint}"
+    )]
+    QuantizeShape {
+        format: &'static str,
+        kind: &'static str,
+        cols: usize,
+        block: usize,
+        hint: &'static str,
+    },
 }
 
 impl ModelError {

@@ -2,16 +2,21 @@
 //! at load time so the forward pass is a plain `x · W`.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Tensor, module::linear};
+use burn::tensor::{Device, Tensor, module::linear};
 
 use super::precision;
+use super::quant::QuantizedWeight;
 use crate::methods::Adapter;
 
-/// A dense layer with weight stored as [in, out], optionally carrying the
-/// trainable adapter of a fine-tuning method (LoRA...).
+/// A linear layer with its frozen weight stored dense as [in, out] or
+/// block-quantized as [out, in] (exactly one of the two), optionally
+/// carrying the trainable adapter of a fine-tuning method (LoRA...).
 #[derive(Module, Debug)]
 pub struct Linear {
-    pub weight: Param<Tensor<2>>,
+    /// The dense weight [in, out] (module path `.weight`, which full
+    /// fine-tuning's checkpoints are keyed by).
+    weight: Option<Param<Tensor<2>>>,
+    quantized: Option<QuantizedWeight>,
     pub bias: Option<Param<Tensor<1>>>,
     pub adapter: Option<Adapter>,
 }
@@ -20,9 +25,39 @@ impl Linear {
     /// A plain layer without an adapter.
     pub fn new(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>) -> Self {
         Self {
-            weight,
+            weight: Some(weight),
+            quantized: None,
             bias,
             adapter: None,
+        }
+    }
+
+    /// A layer whose frozen weight is block-quantized.
+    pub fn quantized(weight: QuantizedWeight, bias: Option<Param<Tensor<1>>>) -> Self {
+        Self {
+            weight: None,
+            quantized: Some(weight),
+            bias,
+            adapter: None,
+        }
+    }
+
+    /// The dense weight [in, out]; `None` when it is quantized.
+    pub fn dense_weight(&self) -> Option<&Param<Tensor<2>>> {
+        self.weight.as_ref()
+    }
+
+    /// The quantized weight, when it is.
+    pub fn quantized_weight(&self) -> Option<&QuantizedWeight> {
+        self.quantized.as_ref()
+    }
+
+    /// The device the weight lives on.
+    pub fn device(&self) -> Device {
+        match (&self.weight, &self.quantized) {
+            (Some(w), _) => w.val().device(),
+            (None, Some(q)) => q.scales.val().device(),
+            (None, None) => unreachable!("a Linear is built with a weight"),
         }
     }
 
@@ -35,22 +70,17 @@ impl Linear {
 
     /// As [`Linear::forward`], with the adapter's dropout on or off.
     pub fn forward_with<const D: usize>(&self, x: Tensor<D>, dropout: bool) -> Tensor<D> {
-        let weight = self.weight.val();
         let bias = self.bias.as_ref().map(|b| b.val());
-        let base = if weight.dtype() == x.dtype() {
-            linear(x.clone(), weight, bias)
-        } else if tunesmith_kernels::fused(&x) {
-            // A 16-bit frozen weight on the CPU: widened for this product
-            // and again in backward, never kept in f32.
-            let y = tunesmith_kernels::frozen_matmul(x.clone(), weight);
-            match bias {
-                Some(b) => y + b.unsqueeze(),
-                None => y,
+        let base = match (&self.weight, &self.quantized) {
+            (Some(weight), _) => dense(x.clone(), weight.val(), bias),
+            (None, Some(q)) => {
+                let y = q.matmul(x.clone());
+                match bias {
+                    Some(b) => y + b.unsqueeze(),
+                    None => y,
+                }
             }
-        } else {
-            // Elsewhere the widened copy is what autodiff keeps for
-            // backward; gradient checkpointing bounds it to one layer.
-            linear(x.clone(), precision::widen(weight), bias)
+            (None, None) => unreachable!("a Linear is built with a weight"),
         };
         match &self.adapter {
             Some(adapter) => adapter.forward(x, base, dropout),
@@ -60,8 +90,33 @@ impl Linear {
 
     /// (in, out) features.
     pub fn dims(&self) -> (usize, usize) {
-        let [i, o] = self.weight.dims();
-        (i, o)
+        match (&self.weight, &self.quantized) {
+            (Some(w), _) => {
+                let [i, o] = w.dims();
+                (i, o)
+            }
+            (None, Some(q)) => q.dims(),
+            (None, None) => unreachable!("a Linear is built with a weight"),
+        }
+    }
+}
+
+/// `x · weight (+ bias)` for a dense frozen or trained weight [in, out].
+fn dense<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
+    if weight.dtype() == x.dtype() {
+        linear(x, weight, bias)
+    } else if tunesmith_kernels::fused(&x) {
+        // A 16-bit frozen weight on the CPU: widened for this product
+        // and again in backward, never kept in f32.
+        let y = tunesmith_kernels::frozen_matmul(x, weight);
+        match bias {
+            Some(b) => y + b.unsqueeze(),
+            None => y,
+        }
+    } else {
+        // Elsewhere the widened copy is what autodiff keeps for
+        // backward; gradient checkpointing bounds it to one layer.
+        linear(x, precision::widen(weight), bias)
     }
 }
 

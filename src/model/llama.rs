@@ -10,7 +10,8 @@ use burn::tensor::module::embedding;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use super::layers::{Linear, RmsNorm};
-use super::precision;
+use super::precision::{self, Storage};
+use super::quant::QuantizedWeight;
 use super::rope::{self, Rope};
 use super::weights::WeightSource;
 use super::{ModelConfig, ModelError};
@@ -313,18 +314,22 @@ fn causal_mask(
 impl CausalLm {
     /// Loads config.json and the safetensors weights of `dir` onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, ModelConfig), ModelError> {
-        Self::load_stored(dir, device, DType::F32)
+        Self::load_stored(dir, device, Storage::dense(DType::F32))
     }
 
     /// [`CausalLm::load`] with the embeddings, the linear layers and the
-    /// head stored in `storage` (f32, bf16 or f16; see `precision`). Norms
-    /// and biases stay f32.
+    /// head stored as `storage` says (f32, bf16 or f16, see `precision`;
+    /// the linear layers block-quantized, see `quant`). Norms and biases
+    /// stay f32.
     pub fn load_stored(
         dir: &Path,
         device: &Device,
-        storage: DType,
+        storage: Storage,
     ) -> Result<(Self, ModelConfig), ModelError> {
         let config = ModelConfig::from_dir(dir)?;
+        if let Some(format) = storage.quantize {
+            super::quant::check_shapes(&config, format)?;
+        }
         let weights = WeightSource::open(dir)?;
         let model = Loader::new(&weights, &config, device, storage).load()?;
         Ok((model, config))
@@ -521,8 +526,8 @@ struct Loader<'a> {
     weights: &'a WeightSource,
     config: &'a ModelConfig,
     device: &'a Device,
-    /// dtype of the embeddings, linear weights and head.
-    storage: DType,
+    /// How the embeddings, linear weights and head are held.
+    storage: Storage,
     used: BTreeSet<String>,
 }
 
@@ -531,7 +536,7 @@ impl<'a> Loader<'a> {
         weights: &'a WeightSource,
         config: &'a ModelConfig,
         device: &'a Device,
-        storage: DType,
+        storage: Storage,
     ) -> Self {
         Self {
             weights,
@@ -569,7 +574,7 @@ impl<'a> Loader<'a> {
         }
         Ok(Tensor::from_data(
             TensorData::new(t, [inp, out]),
-            (self.device, self.storage),
+            (self.device, self.storage.dtype),
         ))
     }
 
@@ -580,12 +585,23 @@ impl<'a> Loader<'a> {
         out: usize,
         bias: bool,
     ) -> Result<Linear, ModelError> {
-        let weight = Param::from_tensor(self.matrix_t(&format!("{prefix}.weight"), out, inp)?);
         let bias = if bias {
             Some(self.tensor1(&format!("{prefix}.bias"), out)?)
         } else {
             None
         };
+        let name = format!("{prefix}.weight");
+        if let Some(format) = self.storage.quantize {
+            // HF's [out, in] rows are the rows ggml quantizes.
+            let data = self.read(&name, &[out, inp])?;
+            let q = tunesmith_kernels::quant::quantize(&data, inp, format)
+                .map_err(|_| super::quant::shape_error(format, prefix, inp))?;
+            return Ok(Linear::quantized(
+                QuantizedWeight::new(q, self.device),
+                bias,
+            ));
+        }
+        let weight = Param::from_tensor(self.matrix_t(&name, out, inp)?);
         Ok(Linear::new(weight, bias))
     }
 
@@ -602,7 +618,7 @@ impl<'a> Loader<'a> {
         let embed = self.read("model.embed_tokens.weight", &[c.vocab_size, h])?;
         let embed_tokens = Param::from_tensor(Tensor::from_data(
             TensorData::new(embed, [c.vocab_size, h]),
-            (self.device, self.storage),
+            (self.device, self.storage.dtype),
         ));
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {

@@ -6,6 +6,7 @@ mod error;
 mod layers;
 mod llama;
 pub mod precision;
+pub mod quant;
 mod rope;
 mod summary;
 mod weights;

@@ -6,7 +6,44 @@
 
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 
+use super::quant::QuantFormat;
 use crate::config::Dtype;
+
+/// How the frozen base is held: the dtype of its dense weights (the
+/// embeddings, the head, and the linear layers unless quantized) and the
+/// block format of the linear layers' weights, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Storage {
+    pub dtype: DType,
+    pub quantize: Option<QuantFormat>,
+}
+
+impl Storage {
+    /// Every weight dense in `dtype`.
+    pub fn dense(dtype: DType) -> Self {
+        Self {
+            dtype,
+            quantize: None,
+        }
+    }
+
+    /// In words, for logs and reports: `bf16`, or `q4_0 linear layers
+    /// (QLoRA), bf16 embeddings and head`.
+    pub fn describe(&self) -> String {
+        let dtype = match self.dtype {
+            DType::BF16 => "bf16",
+            DType::F16 => "f16",
+            _ => "f32",
+        };
+        match self.quantize {
+            None => dtype.to_string(),
+            Some(format) => format!(
+                "{} linear layers (QLoRA), {dtype} embeddings and head",
+                format.name()
+            ),
+        }
+    }
+}
 
 /// The 16-bit type a requested `model.dtype` asks for, given the
 /// checkpoint's declared dtype (config.json's `torch_dtype`); `None` means

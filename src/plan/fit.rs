@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::Estimate;
-use crate::config::{Dtype, RunConfig};
+use crate::config::{Dtype, Quantize, RunConfig};
 use crate::memory::{SystemMemory, human_bytes};
 
 /// The estimate against the memory the run would use.
@@ -138,6 +138,15 @@ fn savers(config: &RunConfig) -> Vec<(Vec<Setting>, &'static str, RunConfig)> {
         out.push((
             vec![setting("model.dtype", "bf16")],
             "store the frozen base weights in 16 bits",
+            c,
+        ));
+    }
+    if config.model.quantize == Quantize::None && !config.method.method().trains_base_weights() {
+        let mut c = config.clone();
+        c.model.quantize = Quantize::Q4_0;
+        out.push((
+            vec![setting("model.quantize", "q4_0")],
+            "hold the frozen linear weights in 4-bit blocks (QLoRA)",
             c,
         ));
     }

@@ -26,11 +26,12 @@ pub struct Estimate {
     pub fit: Option<Fit>,
 }
 
-/// Bytes, by what holds them. Tunesmith computes in f32, so every number
-/// is 4 bytes a value.
+/// Bytes, by what holds them. Tunesmith computes in f32: activations,
+/// gradients and optimizer state are 4 bytes a value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MemoryEstimate {
-    /// The base model's weights.
+    /// The base model's weights as held: `model.dtype`, and the linear
+    /// layers' blocks under `model.quantize`.
     pub weights: u64,
     /// Weights the method adds (LoRA's A and B); 0 for full fine-tuning,
     /// whose trained weights are the base weights.
@@ -42,7 +43,7 @@ pub struct MemoryEstimate {
     pub optimizer: u64,
     /// What the forward pass keeps for the backward pass at
     /// `train.micro_batch` x `data.max_length` tokens (the largest batch a
-    /// run sees), the loss's logits included.
+    /// run sees), the loss's logits and dequantized weights included.
     pub activations: u64,
     /// The process itself: code, tokenizer, dataset and allocator slack.
     pub runtime: u64,
@@ -134,7 +135,16 @@ pub fn estimate_for(
     let frozen = summary
         .parameters
         .saturating_sub(if full { trainable_params } else { 0 });
-    let weights = frozen * stored + (summary.parameters - frozen) * F32;
+    // Quantized linear weights: codes plus an f32 scale per block.
+    let quantize = config.model.quantize.format();
+    let linear = linear_params(model);
+    let quantized_bytes = quantize.map_or(0, |f| (linear as f64 * f.bytes_per_value()) as u64);
+    let dense_frozen = if quantize.is_some() {
+        frozen - linear
+    } else {
+        frozen
+    };
+    let weights = quantized_bytes + dense_frozen * stored + (summary.parameters - frozen) * F32;
     let trainable = added * F32;
     let accumulating = config.train.grad_accum > 1;
     let gradients = trainable_params * F32 * if accumulating { 2 } else { 1 };
@@ -157,7 +167,8 @@ pub fn estimate_for(
     } else {
         0
     };
-    let activations = activation_bytes(config, model, cpu) + head_widened;
+    let activations =
+        activation_bytes(config, model, cpu) + head_widened + dequantized(config, model, cpu);
     let (h, i) = (model.hidden_size as u64, model.intermediate_size as u64);
     let largest = (model.vocab_size as u64 * h).max(i * h);
     let loading = largest * F32;
@@ -180,6 +191,43 @@ pub fn estimate_for(
         .totalled(),
         fit: None,
     })
+}
+
+/// Parameters of the decoder blocks' linear weights (what `model.quantize`
+/// quantizes).
+fn linear_params(model: &ModelConfig) -> u64 {
+    let per_layer: usize = LINEAR_MODULES
+        .iter()
+        .filter_map(|m| linear_shape(model, m))
+        .map(|(i, o)| i * o)
+        .sum();
+    (per_layer * model.num_layers) as u64
+}
+
+/// Dense f32 copies of quantized weights during the step. The CPU kernel
+/// dequantizes one weight per product and frees it; elsewhere autodiff
+/// keeps every layer's dequantized weights for backward, one layer's
+/// with gradient checkpointing.
+fn dequantized(config: &RunConfig, model: &ModelConfig, cpu: bool) -> u64 {
+    if config.model.quantize.format().is_none() {
+        return 0;
+    }
+    let largest = LINEAR_MODULES
+        .iter()
+        .filter_map(|m| linear_shape(model, m))
+        .map(|(i, o)| (i * o) as u64)
+        .max()
+        .unwrap_or(0);
+    if cpu {
+        return largest * F32;
+    }
+    let layer = linear_params(model) / model.num_layers.max(1) as u64;
+    let layers = if config.train.gradient_checkpointing {
+        1
+    } else {
+        model.num_layers as u64
+    };
+    layers * layer * F32
 }
 
 /// Values (f32) one decoder layer keeps per token for backward.
@@ -253,6 +301,7 @@ fn activation_bytes(config: &RunConfig, model: &ModelConfig, cpu: bool) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Quantize;
     use crate::methods::{FullConfig, LoraConfig};
 
     fn quickstart() -> RunConfig {
@@ -304,6 +353,30 @@ mod tests {
         assert!(long > 2 * short, "attention rows grow with length too");
         config.data.packing = true;
         assert!(estimate(&config).unwrap().memory.activations > long);
+    }
+
+    #[test]
+    fn a_quantized_base_holds_its_linear_layers_in_blocks() {
+        let mut config = quickstart();
+        let dense = estimate(&config).unwrap().memory;
+        let model = ModelConfig::from_dir(&config.model.path).unwrap();
+        let linear = linear_params(&model);
+        for (quantize, bytes_per_weight) in [
+            (Quantize::Q8_0, 1.125),
+            (Quantize::Q4_0, 0.625),
+            (Quantize::Nf4, 0.5625),
+        ] {
+            config.model.quantize = quantize;
+            let q = estimate(&config).unwrap().memory;
+            let saved = (linear as f64 * (4.0 - bytes_per_weight)) as u64;
+            assert_eq!(dense.weights - q.weights, saved, "{quantize:?}");
+            // The CPU kernel holds the largest weight dense while it runs.
+            assert!(q.activations > dense.activations, "{quantize:?}");
+        }
+        // Full fine-tuning trains those weights: refused, naming the key.
+        config.method = MethodConfig::Full(FullConfig::default());
+        let e = estimate(&config).unwrap_err().to_string();
+        assert!(e.contains("model.quantize"), "{e}");
     }
 
     #[test]

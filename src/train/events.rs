@@ -26,6 +26,11 @@ pub enum TrainEvent {
         total_params: u64,
         method: String,
         backend: String,
+        /// How the frozen base is held (`f32`, `bf16`, `q4_0 linear layers,
+        /// bf16 embeddings and head`...): what the adapter was trained
+        /// against.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        base_storage: String,
         /// What `plan::estimate` predicts the run's peak memory to be.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         estimated_memory_bytes: Option<u64>,

@@ -33,8 +33,9 @@ pub struct Prepared {
     pub total_params: u64,
     /// What the run should cost (the `started` event carries it).
     pub estimate: crate::plan::Estimate,
-    /// dtype the frozen base weights are stored in (`model.dtype`).
-    pub storage: burn::tensor::DType,
+    /// How the frozen base weights are held (`model.dtype`,
+    /// `model.quantize`).
+    pub storage: crate::model::precision::Storage,
 }
 
 impl Prepared {
@@ -95,12 +96,17 @@ impl Prepared {
             t.epochs * steps_per_epoch
         };
         let cpu = tunesmith_kernels::on_cpu(&device.device);
-        let (storage, note) = crate::model::precision::storage_dtype(
+        let (dtype, note) = crate::model::precision::storage_dtype(
             config.model.dtype,
             model_config.declared_dtype.as_deref(),
             &device.device,
         );
         warnings.extend(note);
+        let quantize = config.model.quantize.format();
+        if let Some(format) = quantize {
+            crate::model::quant::check_shapes(&model_config, format)?;
+        }
+        let storage = crate::model::precision::Storage { dtype, quantize };
         let estimate = crate::plan::estimate_for(&config, &model_config, &summary, cpu).map_err(
             |e| match e {
                 crate::plan::PlanError::Config(e) => TrainError::Config(e),

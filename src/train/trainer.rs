@@ -319,6 +319,7 @@ fn run(
         total_params: prepared.total_params,
         method: method.name().to_string(),
         backend: prepared.device.description.clone(),
+        base_storage: prepared.storage.describe(),
         estimated_memory_bytes: Some(prepared.estimate.memory.total),
         warnings: prepared.warnings.clone(),
     });

@@ -101,5 +101,11 @@ test("the estimate says whether the run fits, and a suggested saver applies to t
   // The storage dtype is part of the config the estimate gets.
   await page.select(sel("dtype-input"), "bf16");
   await page.waitForFunction(() => window.__fake.calls.filter((c) => c.cmd === "estimate").at(-1).args.config.model.dtype === "bf16");
+  // So is a quantized base, and the dtype chosen before stays.
+  await page.select(sel("quantize-input"), "q4_0");
+  await page.waitForFunction(() => {
+    const model = window.__fake.calls.filter((c) => c.cmd === "estimate").at(-1).args.config.model;
+    return model.quantize === "q4_0" && model.dtype === "bf16";
+  });
   await assertClean(t, app);
 });

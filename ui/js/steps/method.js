@@ -26,6 +26,8 @@ export function chooseMethod(id) {
   if (!m) return;
   wizard.methodId = id;
   wizard.config.method = clone(m.config);
+  // A quantized base is frozen: full fine-tuning trains those weights.
+  if (!isLora() && wizard.config.model) delete wizard.config.model.quantize;
   resetFields([RANK.path, ALPHA.path]);
 }
 
@@ -143,7 +145,16 @@ const DTYPES = [
   ["f16", "f16"],
 ];
 
-/** The memory savers: gradient checkpointing and the base's storage dtype. */
+// `model.quantize` choices (docs/config.md); adapter methods only.
+const QUANTIZE = [
+  ["none", "not quantized"],
+  ["q8_0", "q8_0 (8-bit blocks, 1.1 bytes a weight)"],
+  ["q4_0", "q4_0 (4-bit blocks, 0.6 bytes a weight: QLoRA)"],
+  ["nf4", "nf4 (QLoRA's 4-bit NormalFloat)"],
+];
+
+/** The memory savers: gradient checkpointing, the base's storage dtype and,
+ * for adapter methods, a quantized base. */
 function memoryControls() {
   const train = (wizard.config.train ??= {});
   const model = (wizard.config.model ??= {});
@@ -166,7 +177,14 @@ function memoryControls() {
         model.dtype = e.target.value;
         scheduleEstimate();
       },
-    }, DTYPES.map(([v, label]) => h("option", { value: v, selected: (model.dtype ?? "f32") === v }, label)))).wrap);
+    }, DTYPES.map(([v, label]) => h("option", { value: v, selected: (model.dtype ?? "f32") === v }, label)))).wrap,
+    isLora() ? field("Linear layers held as", h("select", {
+      testid: "quantize-input",
+      onchange: (e) => {
+        model.quantize = e.target.value;
+        scheduleEstimate();
+      },
+    }, QUANTIZE.map(([v, label]) => h("option", { value: v, selected: (model.quantize ?? "none") === v }, label)))).wrap : null);
 }
 
 function applySuggestion(s) {
