@@ -144,6 +144,7 @@ deps:
 ## bases) learning against a bf16 base
 bench: deps
 	bench/logits.sh cpu
+	bench/logits-bf16.sh cpu
 	bench/train.sh cpu
 	bench/memory.sh cpu
 	bench/quant.sh cpu

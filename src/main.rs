@@ -8,8 +8,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use tunesmith::backend::{self, BackendChoice, SelectedDevice};
+use tunesmith::config::Dtype;
 use tunesmith::generate::{GenerateOptions, Sampling, generate};
 use tunesmith::logits::{CaseFile, run_cases};
+use tunesmith::model::precision;
 use tunesmith::{CausalLm, ChatMessage, ModelSummary, TextTokenizer};
 
 mod cli;
@@ -139,6 +141,26 @@ struct LogitsArgs {
     out: PathBuf,
     #[command(flatten)]
     backend: BackendArg,
+    #[command(flatten)]
+    precision: PrecisionArg,
+}
+
+#[derive(Args)]
+struct PrecisionArg {
+    /// Storage precision of the weights: f32, bf16, f16 or auto (the
+    /// checkpoint's); the compute is f32 either way.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    dtype: Dtype,
+}
+
+fn parse_dtype(s: &str) -> Result<Dtype, String> {
+    match s {
+        "auto" => Ok(Dtype::Auto),
+        "f32" => Ok(Dtype::F32),
+        "bf16" => Ok(Dtype::Bf16),
+        "f16" => Ok(Dtype::F16),
+        _ => Err(format!("unknown dtype \"{s}\": use f32, bf16, f16 or auto")),
+    }
 }
 
 #[derive(Args)]
@@ -180,6 +202,8 @@ struct GenerateArgs {
     ignore_eos: bool,
     #[command(flatten)]
     backend: BackendArg,
+    #[command(flatten)]
+    precision: PrecisionArg,
 }
 
 fn main() -> Result<()> {
@@ -267,17 +291,34 @@ fn load(
     dir: &Path,
     adapter: &AdapterArg,
     choice: BackendChoice,
+    dtype: Dtype,
 ) -> Result<(CausalLm, SelectedDevice)> {
     let selected = backend::select(choice)?;
     let start = Instant::now();
-    eprintln!("loading {} on {}", dir.display(), selected.description);
+    let declared = tunesmith::ModelConfig::from_dir(dir)?.declared_dtype;
+    let (dtype, note) = precision::storage_dtype(dtype, declared.as_deref(), &selected.device);
+    if let Some(note) = note {
+        eprintln!("warning: {note}");
+    }
+    let storage = precision::Storage::dense(dtype);
+    eprintln!(
+        "loading {} on {} ({} weights)",
+        dir.display(),
+        selected.description,
+        storage.describe()
+    );
     let model = match &adapter.adapter {
         Some(a) => {
-            let (model, _, _) = tunesmith::train::load_adapted(a, Some(dir), &selected.device)?;
+            let (model, _, _) = tunesmith::train::prepare::load_adapted_stored(
+                a,
+                Some(dir),
+                &selected.device,
+                storage,
+            )?;
             eprintln!("applied trained weights from {}", a.display());
             model
         }
-        None => CausalLm::load(dir, &selected.device)?.0,
+        None => CausalLm::load_stored(dir, &selected.device, storage)?.0,
     };
     eprintln!("loaded in {:.1}s", start.elapsed().as_secs_f32());
     Ok((model, selected))
@@ -296,7 +337,12 @@ fn logits(args: LogitsArgs) -> Result<()> {
     let cases = CaseFile::read(&args.cases)?;
     let dir = model_dir(&args.model, &args.adapter)?;
     let tokenizer = tokenizer_opt(&dir)?;
-    let (model, _) = load(&dir, &args.adapter, args.backend.backend)?;
+    let (model, _) = load(
+        &dir,
+        &args.adapter,
+        args.backend.backend,
+        args.precision.dtype,
+    )?;
     let start = Instant::now();
     let out = run_cases(&model, tokenizer.as_ref(), &cases)?;
     let tokens: usize = out.cases.iter().map(|c| c.token_ids.len()).sum();
@@ -342,7 +388,12 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
     if prompt_ids.is_empty() {
         bail!("the prompt produced no tokens");
     }
-    let (model, _) = load(&dir, &args.adapter, args.backend.backend)?;
+    let (model, _) = load(
+        &dir,
+        &args.adapter,
+        args.backend.backend,
+        args.precision.dtype,
+    )?;
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         sampling,

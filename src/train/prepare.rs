@@ -177,12 +177,23 @@ pub fn load_adapted(
     model_dir: Option<&Path>,
     device: &burn::tensor::Device,
 ) -> Result<(CausalLm, ModelConfig, PathBuf), TrainError> {
+    let f32 = crate::model::precision::Storage::dense(burn::tensor::DType::F32);
+    load_adapted_stored(adapter, model_dir, device, f32)
+}
+
+/// [`load_adapted`] with the base held as `storage` says.
+pub fn load_adapted_stored(
+    adapter: &Path,
+    model_dir: Option<&Path>,
+    device: &burn::tensor::Device,
+    storage: crate::model::precision::Storage,
+) -> Result<(CausalLm, ModelConfig, PathBuf), TrainError> {
     let (run_dir, ckpt) = resolve_adapter(adapter)?;
     let config = run_config(&run_dir)?;
     let dir = model_dir
         .map(Path::to_path_buf)
         .unwrap_or(config.model.path.clone());
-    let (model, model_config) = CausalLm::load(&dir, device)?;
+    let (model, model_config) = CausalLm::load_stored(&dir, device, storage)?;
     config.method.method().validate(&model_config)?;
     let mut rng = StdRng::seed_from_u64(config.train.seed);
     let model = config.method.method().prepare(model, &mut rng);
