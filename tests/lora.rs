@@ -32,8 +32,25 @@ fn lora_model(rslora: bool, rank: usize, alpha: f64) -> CausalLm {
 }
 
 fn lora_model_on(device: &Device, rslora: bool, rank: usize, alpha: f64) -> CausalLm {
+    lora_model_stored(
+        device,
+        Storage::dense(burn::tensor::DType::F32),
+        rslora,
+        rank,
+        alpha,
+    )
+}
+
+fn lora_model_stored(
+    device: &Device,
+    storage: Storage,
+    rslora: bool,
+    rank: usize,
+    alpha: f64,
+) -> CausalLm {
     let device = device.clone().autodiff();
-    let (model, _) = CausalLm::load(&common::models_dir().join("llama"), &device).unwrap();
+    let dir = common::models_dir().join("llama");
+    let (model, _) = CausalLm::load_stored(&dir, &device, storage).unwrap();
     let cfg = LoraConfig {
         rank,
         alpha,
@@ -215,6 +232,93 @@ fn check_peft_case_on(case: &str, device: &Device) {
             "{case}: {name} after one AdamW step differs by {d}"
         );
     }
+}
+
+/// Gradients of `case`'s adapters by our parameter names, from `file`.
+fn peft_grads(trainable: &[(String, Vec<usize>)], file: &str) -> BTreeMap<String, HostTensor> {
+    let bytes = std::fs::read(fixture_dir().join(file)).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.names()
+        .into_iter()
+        .filter_map(|key| {
+            let peft = key.strip_prefix("grad.")?;
+            let (name, _) = our_name(trainable, peft);
+            let (shape, data) = f32s(&st, key);
+            Some((name, transpose(&shape, &data)))
+        })
+        .collect()
+}
+
+/// Largest norm-relative difference over a set of gradients.
+fn worst_relative(a: &BTreeMap<String, HostTensor>, b: &BTreeMap<String, HostTensor>) -> f64 {
+    a.iter()
+        .map(|(k, t)| relative_difference(&t.data, &b[k].data))
+        .fold(0.0, f64::max)
+}
+
+/// One LoRA step on a bf16 base against PEFT on a bf16 base (adapters in
+/// f32 on both sides; tests/fixtures/make_lora_bf16.py). PEFT also rounds
+/// every activation to bf16, we compute in f32, so the tolerance is what
+/// bf16 itself moves PEFT's numbers by: our loss and gradients are at most
+/// 1.5x as far from PEFT-bf16 as PEFT's own f32 step is.
+#[test]
+fn one_bf16_step_matches_peft_in_bf16() {
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("lora_bf16.json")).unwrap(),
+    )
+    .unwrap();
+    let st_bytes = std::fs::read(fixture_dir().join("lora.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&st_bytes).unwrap();
+    let storage = Storage::dense(burn::tensor::DType::BF16);
+    let model = lora_model_stored(&Device::flex(), storage, false, 4, 8.0);
+    let trainable = params::trainable(&model);
+    let init: BTreeMap<String, HostTensor> = st
+        .names()
+        .into_iter()
+        .filter_map(|key| {
+            let peft = key.strip_prefix("init.")?;
+            let (name, _) = our_name(&trainable, peft);
+            let (shape, data) = f32s(&st, key);
+            Some((name, transpose(&shape, &data)))
+        })
+        .collect();
+    let (model, missing) = params::write_params(model, &init);
+    assert!(missing.is_empty(), "{missing:?}");
+    let batch = batch_from(&st, &model.embed_tokens.val().device());
+    let loss = nll_sum(&model, &batch) / batch.trained_tokens as f64;
+    let ours_loss = loss.clone().into_scalar::<f32>() as f64;
+    let g = loss.backward();
+    let mut grads = BTreeMap::new();
+    params::accumulate_grads(&model, &g, &mut grads);
+    let ours: BTreeMap<String, HostTensor> = grads
+        .into_iter()
+        .map(|(k, t)| (k, HostTensor::from_tensor(t)))
+        .collect();
+    let bf16 = peft_grads(&trainable, "lora_bf16.safetensors");
+    let f32 = peft_grads(&trainable, "lora.safetensors");
+    assert_eq!(ours.len(), bf16.len());
+    let (peft_bf16_loss, peft_f32_loss) = (
+        meta["loss"].as_f64().unwrap(),
+        meta["f32_loss"].as_f64().unwrap(),
+    );
+    let loss_gap = (ours_loss - peft_bf16_loss).abs();
+    let peft_loss_gap = (peft_f32_loss - peft_bf16_loss).abs();
+    let grad_gap = worst_relative(&ours, &bf16);
+    let peft_grad_gap = worst_relative(&f32, &bf16);
+    eprintln!(
+        "bf16 step: loss {ours_loss:.6} vs PEFT bf16 {peft_bf16_loss:.6} (PEFT f32 {peft_f32_loss:.6}); \
+         gradients {grad_gap:.2e} from PEFT bf16 (PEFT f32: {peft_grad_gap:.2e})"
+    );
+    assert!(
+        loss_gap <= 1.5 * peft_loss_gap,
+        "loss {ours_loss} is {loss_gap:.2e} from PEFT bf16's {peft_bf16_loss}, \
+         PEFT f32 only {peft_loss_gap:.2e}"
+    );
+    assert!(
+        grad_gap <= 1.5 * peft_grad_gap,
+        "gradients differ from PEFT bf16's by {grad_gap:.2e} (norm-relative), \
+         PEFT f32's by {peft_grad_gap:.2e}"
+    );
 }
 
 #[test]
