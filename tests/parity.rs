@@ -173,6 +173,46 @@ fn argmax(row: &[f32]) -> usize {
         .0
 }
 
+/// Evaluation on the GPU backend goes through burn's fused attention with
+/// a boolean mask when sequences are packed: the loss of a packed batch
+/// (two examples in one row, and a plain row padded beside it) equals the
+/// CPU's.
+#[cfg(feature = "wgpu")]
+#[test]
+fn packed_evaluation_on_wgpu_matches_the_cpu() {
+    use tunesmith::data::Example;
+    use tunesmith::train::loss::{Batch, nll_sum};
+    let Some(gpu) = common::wgpu_device() else {
+        return;
+    };
+    let dir = common::models_dir().join("qwen2");
+    let ids: Vec<u32> = (0..21).map(|i| (i * 37 + 5) % 300).collect();
+    let labels: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+    let packed = Example {
+        ids: ids.clone(),
+        labels: labels.clone(),
+        line: 1,
+        segments: vec![9, 12],
+    };
+    let plain = Example {
+        ids: ids[..14].to_vec(),
+        labels: labels[..14].to_vec(),
+        line: 2,
+        segments: vec![],
+    };
+    let loss = |device: &Device| {
+        let (model, _) = CausalLm::load(&dir, device).unwrap();
+        let batch = Batch::from_examples(&[&packed, &plain], 0, device);
+        assert!(batch.packing.is_some());
+        nll_sum(&model, &batch).into_scalar::<f32>()
+    };
+    let (cpu, wgpu) = (loss(&Device::flex()), loss(&gpu));
+    assert!(
+        (cpu - wgpu).abs() <= 1e-4 * cpu.abs(),
+        "packed loss {wgpu} on wgpu vs {cpu} on the CPU"
+    );
+}
+
 /// A batch computes what its rows compute alone, and a KV cache fed one
 /// token at a time computes what the full sequence computes.
 #[test]

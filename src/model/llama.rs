@@ -6,7 +6,8 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::silu;
-use burn::tensor::module::embedding;
+use burn::tensor::module::{attention, embedding};
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use super::layers::{Linear, RmsNorm};
@@ -184,6 +185,26 @@ impl Attention {
         }
         let k = repeat_kv(k, nh / nkv);
         let v = repeat_kv(v, nh / nkv);
+        if !q.is_autodiff() && !tunesmith_kernels::on_cpu(&q.device()) {
+            // Evaluation and generation on GPU backends: burn's fused
+            // attention (flash attention on cubecl) never holds the scores.
+            let (tq, tk) = (t, k.dims()[2]);
+            let (mask, is_causal) = if step.ctx.plain_causal {
+                (None, true)
+            } else {
+                let hidden = |m: &Tensor<4>| m.clone().lower_elem(-1e29).expand([b, nh, tq, tk]);
+                (step.ctx.mask.as_ref().map(hidden), false)
+            };
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal,
+            };
+            let out = attention(q, k, v, mask, None, options);
+            return self
+                .o_proj
+                .forward_with(out.swap_dims(1, 2).reshape([b, t, nh * hd]), dropout);
+        }
         let mut scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
         if let Some(mask) = &step.ctx.mask {
             scores = scores + mask.clone();
