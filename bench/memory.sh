@@ -88,3 +88,36 @@ worst = max(rows, key=lambda r: abs(r["estimate"] / r["measured"] - 1))
 print(f"largest error: {abs(worst['estimate'] / worst['measured'] - 1):.1%} ({worst['row']}); "
       f"{sum(abs(r['estimate'] / r['measured'] - 1) <= 0.15 for r in rows)} of {len(rows)} within 15%")
 PY
+
+# Against torch+PEFT on the same model, data and batch: both with the base
+# in bf16 and gradient checkpointing on (the memory-saving settings each
+# side offers), three steps of 4 x 512, peak RSS of the whole process.
+# (QLoRA against PEFT + bitsandbytes is not here: bitsandbytes' 4-bit
+# kernels need a GPU build.)
+PEFT_MODELS="${PEFT_MODELS:-smollm2 qwen05b}"
+echo "== peak memory vs torch+PEFT, bf16 base + gradient checkpointing, 3 steps of 4 x 512, backend $BACKEND =="
+for model in $PEFT_MODELS; do
+    case " $ROWS " in *" $model:"*) ;; *) bench_models "$model:" ;; esac
+    out="$WORK/memory-peft-$model.jsonl"
+    "$BIN" train bench/train-lora.toml --backend "$BACKEND" --json \
+        --set "model.path=$WORK/$model" --set "data.train=$DATA" --set data.max_length=512 \
+        --set train.micro_batch=4 --set train.max_steps=3 --set model.dtype=bf16 \
+        --set train.gradient_checkpointing=true --set "output.runs_dir=$WORK/memory-runs" \
+        >"$out" 2>"$WORK/memory-err.txt" || { cat "$WORK/memory-err.txt" >&2; exit 1; }
+    rm -rf "$WORK/memory-runs"
+    ref=$(/usr/bin/time -f "%M" -o "$WORK/rss-ref.txt" "$PY" bench/reference_train.py \
+        "$WORK/$model" "$DATA" 3 4 512 "$([ "$BACKEND" = cpu ] && echo cpu || echo cuda)" bf16 ckpt)
+    "$PY" - "$out" "$model" "$ref" "$(cat "$WORK/rss-ref.txt")" <<'PY'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1])]
+finished = next(e for e in events if e["event"] == "finished")
+started = next(e for e in events if e["event"] == "started")
+ref = json.loads(sys.argv[3])
+theirs = ref["peak_mib"] if ref["peak_kind"] != "RSS" else int(sys.argv[4]) // 1024
+ours = finished["peak_memory_bytes"] / 2**20
+est = started["estimated_memory_bytes"] / 2**20
+ratio = ours / theirs
+print(f"{sys.argv[2]:>8}: tunesmith {ours:,.0f} MiB (estimate {est:,.0f}) | torch+peft {theirs:,.0f} MiB "
+      f"({ref['peak_kind']}) | ratio {ratio:.2f} (goal <= 0.8{', met' if ratio <= 0.8 else ', NOT met'})")
+PY
+done

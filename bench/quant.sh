@@ -8,7 +8,7 @@
 # nats) of the bf16 run's and fell at least 80% as far.
 #
 #   bench/quant.sh [cpu|wgpu|cuda]          (default: cpu)
-#   STEPS=60 STORAGES="bf16 q4_0" bench/quant.sh
+#   STEPS=40 STORAGES="bf16 q4_0" bench/quant.sh
 #
 # Needs python3 with torch, transformers, peft and gguf (bench/common.sh)
 # for the model only.
@@ -18,7 +18,7 @@ BACKEND="${1:-cpu}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 WORK="${BENCH_DIR:-$TARGET/bench}"
 PROFILE="${PROFILE:-debug}"
-STEPS="${STEPS:-40}"
+STEPS="${STEPS:-80}"
 STORAGES="${STORAGES:-bf16 q8_0 q4_0 nf4}"
 MARGIN="${MARGIN:-0.05}"
 mkdir -p "$WORK"

@@ -3,7 +3,10 @@ linear kinds, AdamW, the same micro-batch shape, data and number of steps
 as the Tunesmith row it is compared with. Attention is torch's SDPA (what
 transformers uses by default), on all cores.
 
-    reference_train.py MODEL_DIR DATA_JSONL STEPS BATCH SEQ [cpu|cuda] [f32|bf16]
+    reference_train.py MODEL_DIR DATA_JSONL STEPS BATCH SEQ [cpu|cuda] [f32|bf16] [ckpt]
+
+`ckpt` turns on transformers' gradient checkpointing (non-reentrant, the
+recommended mode).
 
 Rows of DATA_JSONL (`{"text": ...}`) are tokenized with the model's own
 tokenizer and cut to SEQ tokens, taken in file order. Prints one JSON line:
@@ -26,6 +29,8 @@ torch.manual_seed(0)
 if device == "cpu":
     torch.set_num_threads(os.cpu_count())
 model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
+if len(sys.argv) > 8 and sys.argv[8] == "ckpt":
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 model = get_peft_model(model, LoraConfig(
     r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
     target_modules=["q_proj", "k_proj", "v_proj", "o_proj",

@@ -17,6 +17,8 @@ SHAPES = {
     "qwen2.5-3b": dict(hidden=2048, inter=11008, layers=36, heads=16, kv=2, vocab=151936, tie=True, bias=True),
     "llama-3.2-1b": dict(hidden=2048, inter=8192, layers=16, heads=32, kv=8, vocab=128256, tie=True, bias=False),
     "llama-3.2-3b": dict(hidden=3072, inter=8192, layers=28, heads=24, kv=8, vocab=128256, tie=True, bias=False),
+    "qwen2.5-7b": dict(hidden=3584, inter=18944, layers=28, heads=28, kv=4, vocab=152064, tie=False, bias=True),
+    "llama-3.1-8b": dict(hidden=4096, inter=14336, layers=32, heads=32, kv=8, vocab=128256, tie=False, bias=False),
 }
 
 
@@ -34,6 +36,8 @@ def write(out: Path, s: dict) -> None:
     }
     tensors = {"model.embed_tokens.weight": [s["vocab"], s["hidden"]],
                "model.norm.weight": [s["hidden"]]}
+    if not s["tie"]:
+        tensors["lm_head.weight"] = [s["vocab"], s["hidden"]]
     for i in range(s["layers"]):
         p = f"model.layers.{i}"
         for name, shape in [("self_attn.q_proj", [s["heads"] * hd, s["hidden"]]),
