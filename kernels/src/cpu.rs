@@ -122,6 +122,41 @@ pub fn swiglu(a: &[f32], b: &[f32]) -> Vec<f32> {
     out
 }
 
+/// Whether element `i` survives dropout with `keep` probability under
+/// `seed`: a counter-based draw (SplitMix64 of seed and index), so any
+/// element's mask can be recomputed alone, in any order, in parallel.
+#[inline]
+fn kept(seed: u64, i: usize, keep: f32) -> bool {
+    let mut z = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    // The top 24 bits as a uniform in [0, 1).
+    ((z >> 40) as f32) * (1.0 / (1u32 << 24) as f32) < keep
+}
+
+/// Inverted dropout: `x / keep` where the element is kept, else 0. The
+/// backward pass is the same function of the upstream gradient (the mask
+/// is recomputed from `seed`, never stored).
+pub fn dropout(x: &[f32], keep: f32, seed: u64) -> Vec<f32> {
+    let scale = 1.0 / keep;
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(MIN_TASK_ELEMS)
+        .zip(x.par_chunks(MIN_TASK_ELEMS))
+        .enumerate()
+        .for_each(|(c, (o, x))| {
+            let base = c * MIN_TASK_ELEMS;
+            for (j, (o, &x)) in o.iter_mut().zip(x).enumerate() {
+                *o = if kept(seed, base + j, keep) {
+                    x * scale
+                } else {
+                    0.0
+                };
+            }
+        });
+    out
+}
+
 /// Gradients of [`swiglu`]: `da = g·b·s·(1 + a·(1 − s))` with
 /// `s = sigmoid(a)`, and `db = g·a·s`.
 pub fn swiglu_backward(a: &[f32], b: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {

@@ -47,6 +47,11 @@ pub trait FusedOps: Backend {
     /// `silu(gate) * up`, both of one shape.
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
 
+    /// Inverted dropout of `x` keeping each element with probability
+    /// `keep`, the mask drawn from `seed` by a counter-based generator: the
+    /// backward pass recomputes it instead of keeping it.
+    fn fused_dropout(x: FloatTensor<Self>, keep: f64, seed: u64) -> FloatTensor<Self>;
+
     /// Negative log-likelihood of `targets` [rows] under `logits`
     /// [rows, vocab], one value per row.
     fn fused_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
@@ -127,6 +132,16 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_swiglu(
         gate.into_dispatch(),
         up.into_dispatch(),
+    ))
+}
+
+/// Inverted dropout (see [`FusedOps::fused_dropout`]). Only for tensors
+/// [`fused`] accepts.
+pub fn dropout<const D: usize>(x: Tensor<D>, keep: f64, seed: u64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_dropout(
+        x.into_dispatch(),
+        keep,
+        seed,
     ))
 }
 
@@ -397,7 +412,16 @@ fn quantized_matmul(
     Flex::float_matmul(x, dense)
 }
 
+fn dropout_forward(x: &FlexTensor, keep: f64, seed: u64) -> FlexTensor {
+    let x = f32s(x);
+    tensor(cpu::dropout(slice(&x), keep as f32, seed), shape(&x))
+}
+
 impl FusedOps for Flex {
+    fn fused_dropout(x: FlexTensor, keep: f64, seed: u64) -> FlexTensor {
+        dropout_forward(&x, keep, seed)
+    }
+
     fn fused_quant_matmul(
         x: FlexTensor,
         codes: FlexTensor,
@@ -583,6 +607,23 @@ impl Backward<Flex, 1> for FrozenMatmulBackward {
 }
 
 #[derive(Debug)]
+struct DropoutBackward;
+
+impl Backward<Flex, 1> for DropoutBackward {
+    /// keep, seed.
+    type State = (f64, u64);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        let (keep, seed) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, dropout_forward(&g, keep, seed));
+        }
+    }
+}
+
+#[derive(Debug)]
 struct QuantMatmulBackward;
 
 impl Backward<Flex, 1> for QuantMatmulBackward {
@@ -636,6 +677,18 @@ impl Backward<Flex, 3> for AttentionBackward {
 }
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_dropout(x: FloatTensor<Self>, keep: f64, seed: u64) -> FloatTensor<Self> {
+        let out = dropout_forward(x.primitive(), keep, seed);
+        match DropoutBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((keep, seed), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn fused_quant_matmul(
         x: FloatTensor<Self>,
         codes: IntTensor<Self>,

@@ -3,7 +3,7 @@
 
 use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use tunesmith_kernels::{fused, head_nll, nll, rms_norm, swiglu};
+use tunesmith_kernels::{dropout, fused, head_nll, nll, rms_norm, swiglu};
 
 fn device() -> Device {
     Device::flex().autodiff()
@@ -74,6 +74,55 @@ fn swiglu_matches_composed_ops_and_their_gradients() {
     let gp = (plain_out * probe).sum().backward();
     assert!(max_diff(a.grad(&gf).unwrap(), a.grad(&gp).unwrap()) < 1e-5);
     assert!(max_diff(b.grad(&gf).unwrap(), b.grad(&gp).unwrap()) < 1e-5);
+}
+
+#[test]
+fn dropout_keeps_its_share_scales_survivors_and_masks_the_gradient_alike() {
+    let (keep, n) = (0.8, 200_000);
+    let x = (random([n], 7).abs() + 0.5).detach().require_grad();
+    let probe = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device());
+    let out = dropout(x.clone(), keep, 42);
+    let y: Vec<f32> = out.clone().into_data().try_to_vec::<f32>().unwrap();
+    let xs: Vec<f32> = x.clone().into_data().try_to_vec::<f32>().unwrap();
+    let kept = y.iter().filter(|&&v| v != 0.0).count();
+    // Binomial: the standard deviation of the kept share is sqrt(k(1-k)/n)
+    // ~ 0.0009; 5 of them.
+    let share = kept as f64 / n as f64;
+    assert!(
+        (share - keep).abs() < 0.0045,
+        "kept {share} of the elements"
+    );
+    for (&y, &x) in y.iter().zip(&xs) {
+        assert!(y == 0.0 || (y - x / keep as f32).abs() <= 1e-6 * y.abs());
+    }
+
+    // Backward: the upstream gradient through the same mask and scale.
+    let g = (out * probe.clone()).sum().backward();
+    let dx: Vec<f32> = x.grad(&g).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    let ps: Vec<f32> = probe.into_data().try_to_vec::<f32>().unwrap();
+    for i in 0..n {
+        let expect = if y[i] == 0.0 {
+            0.0
+        } else {
+            ps[i] / keep as f32
+        };
+        assert!(
+            (dx[i] - expect).abs() <= 1e-6 * expect.abs(),
+            "gradient {i}"
+        );
+    }
+
+    // A mask is a function of its seed alone.
+    let again: Vec<f32> = dropout(x.clone(), keep, 42).into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(y, again);
+    let other: Vec<f32> = dropout(x, keep, 43).into_data().try_to_vec::<f32>().unwrap();
+    let same = y
+        .iter()
+        .zip(&other)
+        .filter(|(a, b)| (**a == 0.0) == (**b == 0.0))
+        .count();
+    // Two independent masks agree on k^2 + (1-k)^2 = 68% of the elements.
+    assert!((same as f64 / n as f64 - 0.68).abs() < 0.01);
 }
 
 #[test]

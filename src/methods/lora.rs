@@ -5,7 +5,7 @@
 //! B zero, so training starts from the base model exactly.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Distribution, Tensor, TensorData, module::linear};
+use burn::tensor::{Distribution, Int, Tensor, TensorData, module::linear};
 use rand::RngExt;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -161,6 +161,20 @@ pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
+/// A 64-bit seed drawn from `device`'s random stream.
+fn stream_seed(device: &burn::tensor::Device) -> u64 {
+    // Int tensors are i32 on some backends: three 30-bit draws.
+    let draw = Tensor::<1, Int>::random([3], Distribution::Uniform(0.0, 2f64.powi(30)), device);
+    let halves: Vec<i64> = draw
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap_or_default();
+    halves
+        .iter()
+        .fold(0u64, |acc, &h| acc.rotate_left(30) ^ (h as u64))
+}
+
 /// The trainable pair of one adapted layer.
 #[derive(Module, Debug)]
 pub struct LoraAdapter {
@@ -183,8 +197,16 @@ impl LoraAdapter {
     ) -> Tensor<D> {
         let x = if self.dropout > 0.0 && dropout {
             let keep = 1.0 - self.dropout;
-            let mask = x.random_like(Distribution::Bernoulli(keep));
-            x * mask / keep
+            if tunesmith_kernels::fused(&x) {
+                // The mask's seed comes from the backend's stream, so a layer
+                // recomputed under checkpointing (which reseeds that stream)
+                // draws the same mask again.
+                let seed = stream_seed(&x.device());
+                tunesmith_kernels::dropout(x, keep, seed)
+            } else {
+                let mask = x.random_like(Distribution::Bernoulli(keep));
+                x * mask / keep
+            }
         } else {
             x
         };
