@@ -13,6 +13,7 @@ pub mod data;
 pub mod export;
 pub mod fsutil;
 pub mod generate;
+pub mod gguf;
 pub mod logits;
 pub mod memory;
 pub mod methods;

@@ -272,7 +272,49 @@ fn inspect(dir: &Path, json: bool) -> Result<()> {
         "bytes to load    {} (f32)",
         tunesmith::memory::human_bytes(s.bytes_loaded)
     );
+    if let Some(g) = &s.gguf {
+        print_gguf(g);
+    }
     Ok(())
+}
+
+fn print_gguf(g: &tunesmith::gguf::GgufSummary) {
+    let types: Vec<String> = g
+        .tensor_types
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect();
+    println!("gguf             v{} {}", g.version, g.path.display());
+    if let Some(name) = &g.name {
+        println!("name             {name}");
+    }
+    println!("tensor types     {}", types.join(", "));
+    println!(
+        "tokenizer        {} (pre-tokenizer {}), {} tokens, {} merges",
+        g.tokenizer_model.as_deref().unwrap_or("none"),
+        g.pre_tokenizer.as_deref().unwrap_or("default"),
+        g.tokens,
+        g.merges
+    );
+    println!(
+        "special tokens   bos {}, eos {}, add bos {}",
+        g.bos_token.as_deref().unwrap_or("none"),
+        g.eos_token.as_deref().unwrap_or("none"),
+        g.add_bos_token
+            .map_or("unset".to_string(), |b| b.to_string())
+    );
+    println!(
+        "chat template    {}",
+        if g.chat_template { "yes" } else { "none" }
+    );
+    match &g.tokenizer_error {
+        None => println!("trainable        yes"),
+        Some(e) => println!("trainable        no: {e}"),
+    }
+    println!("metadata:");
+    for (k, v) in &g.metadata {
+        println!("  {k:<44} {v}");
+    }
 }
 
 /// The model folder: --model, else the base model of the --adapter run.
@@ -326,7 +368,7 @@ fn load(
 
 /// The tokenizer is optional for `logits` (token_ids cases need none).
 fn tokenizer_opt(dir: &Path) -> Result<Option<TextTokenizer>> {
-    if dir.join("tokenizer.json").is_file() {
+    if dir.join("tokenizer.json").is_file() || tunesmith::gguf::locate(dir)?.is_some() {
         Ok(Some(TextTokenizer::from_dir(dir)?))
     } else {
         Ok(None)

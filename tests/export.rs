@@ -192,8 +192,8 @@ fn lora_exports_read_back_exactly() {
             assert_eq!(base.raw(info), out.raw(got), "{name} is untouched");
             continue;
         };
-        let w = f32s(base.raw(info));
-        let m = f32s(out.raw(got));
+        let w = f32s(&base.raw(info));
+        let m = f32s(&out.raw(got));
         let (n_out, n_in, r) = (info.shape[0], info.shape[1], pair.rank());
         for o in 0..n_out {
             for i in 0..n_in {
@@ -302,7 +302,7 @@ fn lora_exports_read_back_exactly() {
     assert_eq!(q.ty, gguf::TensorType::F16);
     let merged_q = WeightSource::open(&merged).unwrap();
     let info = &merged_q.tensors()["model.layers.1.self_attn.q_proj.weight"];
-    let rows: Vec<Vec<f32>> = f32s(merged_q.raw(info))
+    let rows: Vec<Vec<f32>> = f32s(&merged_q.raw(info))
         .chunks(info.shape[1])
         .map(<[f32]>::to_vec)
         .collect();

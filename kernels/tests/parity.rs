@@ -113,9 +113,15 @@ fn dropout_keeps_its_share_scales_survivors_and_masks_the_gradient_alike() {
     }
 
     // A mask is a function of its seed alone.
-    let again: Vec<f32> = dropout(x.clone(), keep, 42).into_data().try_to_vec::<f32>().unwrap();
+    let again: Vec<f32> = dropout(x.clone(), keep, 42)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     assert_eq!(y, again);
-    let other: Vec<f32> = dropout(x, keep, 43).into_data().try_to_vec::<f32>().unwrap();
+    let other: Vec<f32> = dropout(x, keep, 43)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let same = y
         .iter()
         .zip(&other)

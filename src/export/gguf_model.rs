@@ -159,7 +159,7 @@ pub fn write(trained: &Trained, out: &Path, dtype: ModelDtype) -> Result<Vec<Str
                 return Ok(TensorType::F32.encode(rope_factors.as_deref().unwrap_or(&[])));
             };
             let info = &source.tensors()[name];
-            let mut values = merged_f32(info, source.raw(info), updates.get(name))
+            let mut values = merged_f32(info, &source.raw(info), updates.get(name))
                 .ok_or_else(|| std::io::Error::other(format!("{name} is not a float tensor")))?;
             if let Some(heads) = permute_heads(name) {
                 let rows = info.shape[0];
@@ -250,6 +250,9 @@ fn hyperparameters(
 /// Llama 3.1's frequency-dependent rope scaling as the per-dimension
 /// divisors llama.cpp reads from `rope_freqs.weight`.
 fn llama3_rope_factors(model: &ModelConfig) -> Option<Vec<f32>> {
+    if let RopeScaling::Factors(factors) = &model.rope_scaling {
+        return Some(factors.iter().map(|&f| f as f32).collect());
+    }
     let RopeScaling::Llama3 {
         factor,
         low_freq_factor,

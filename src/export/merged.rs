@@ -45,7 +45,7 @@ pub(super) enum Update<'a> {
 
 struct Merged<'a> {
     info: &'a TensorInfo,
-    raw: &'a [u8],
+    raw: Cow<'a, [u8]>,
     update: Update<'a>,
 }
 
@@ -60,11 +60,11 @@ impl View for Merged<'_> {
 
     fn data(&self) -> Cow<'_, [u8]> {
         match &self.update {
-            Update::Keep => Cow::Borrowed(self.raw),
+            Update::Keep => Cow::Borrowed(&*self.raw),
             Update::Replace(t) => Cow::Owned(encode(&t.data, self.info.dtype)),
             Update::Lora { a, b, scale } => {
                 // Only float weights get updates (checked when planning).
-                let mut w = decode_f32(self.raw, self.info.dtype).unwrap_or_default();
+                let mut w = decode_f32(&self.raw, self.info.dtype).unwrap_or_default();
                 add_lora(&mut w, a, b, *scale);
                 Cow::Owned(encode(&w, self.info.dtype))
             }

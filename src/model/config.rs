@@ -60,6 +60,9 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
     },
+    /// Each frequency divided by its own factor (llama.cpp's
+    /// `rope_freqs.weight`, how GGUF files carry Llama 3's scaling).
+    Factors(Vec<f64>),
 }
 
 /// A model's hyperparameters, normalised from the several layouts of
@@ -124,7 +127,13 @@ struct RawConfig {
 
 impl ModelConfig {
     /// Reads `config.json` from a model folder.
+    /// A GGUF file (or a folder holding one and no config.json) gives its
+    /// metadata instead.
     pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
+        if let Some(file) = crate::gguf::locate(dir)? {
+            let file = crate::gguf::GgufFile::open(&file)?;
+            return Ok(crate::gguf::model_config(&file)?);
+        }
         let path = dir.join("config.json");
         if !path.is_file() {
             return Err(ModelError::NotAModelDir {

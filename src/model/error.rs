@@ -12,9 +12,12 @@ pub enum ModelError {
     },
 
     #[error(
-        "{path} is not a model folder (expected a directory with config.json and *.safetensors)"
+        "{path} is not a model (expected a folder with config.json and *.safetensors, or a .gguf file)"
     )]
     NotAModelDir { path: PathBuf },
+
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
 
     #[error("{path} is not valid JSON: {source}")]
     Json {

@@ -22,10 +22,11 @@ impl Rope {
                 1.0 / config.rope_theta.powf(exponent)
             })
             .collect();
-        let inv_freq = match config.rope_scaling {
+        let inv_freq = match &config.rope_scaling {
             RopeScaling::None => base,
-            RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
-            RopeScaling::Llama3 {
+            RopeScaling::Factors(factors) => base.iter().zip(factors).map(|(f, k)| f / k).collect(),
+            &RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
+            &RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
                 high_freq_factor,

@@ -31,6 +31,8 @@ pub struct ModelSummary {
     /// Bytes the weights take once loaded (Tunesmith computes in f32).
     pub bytes_loaded: u64,
     pub weight_files: usize,
+    /// The file's own description, for a GGUF model.
+    pub gguf: Option<crate::gguf::GgufSummary>,
 }
 
 impl ModelSummary {
@@ -38,6 +40,10 @@ impl ModelSummary {
     pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
         let config = ModelConfig::from_dir(dir)?;
         let weights = WeightSource::open(dir)?;
+        let gguf = match crate::gguf::locate(dir)? {
+            Some(path) => Some(crate::gguf::GgufSummary::read(&path)?),
+            None => None,
+        };
         let mut parameters = 0u64;
         let mut bytes_on_disk = 0u64;
         let mut dtypes = BTreeMap::new();
@@ -46,13 +52,17 @@ impl ModelSummary {
             let n = info.numel() as u64;
             parameters += n;
             bytes_on_disk += info.bytes() as u64;
-            *dtypes.entry(format!("{:?}", info.dtype)).or_insert(0) += n;
+            *dtypes.entry(info.stored_as()).or_insert(0) += n;
             files.insert(weights.path_of(info).to_path_buf());
         }
-        let rope_scaling = match config.rope_scaling {
+        let rope_scaling = match &config.rope_scaling {
             RopeScaling::None => "none".to_string(),
-            RopeScaling::Linear { factor } => format!("linear x{factor}"),
-            RopeScaling::Llama3 {
+            RopeScaling::Factors(f) => format!(
+                "per-frequency factors (up to x{})",
+                f.iter().copied().fold(1.0, f64::max)
+            ),
+            &RopeScaling::Linear { factor } => format!("linear x{factor}"),
+            &RopeScaling::Llama3 {
                 factor,
                 original_max_position_embeddings,
                 ..
@@ -76,6 +86,7 @@ impl ModelSummary {
             bytes_on_disk,
             bytes_loaded: parameters * 4,
             weight_files: files.len(),
+            gguf,
         })
     }
 }

@@ -1,5 +1,7 @@
-//! Memory-mapped safetensors checkpoints, single-file or sharded.
+//! Memory-mapped weights: safetensors checkpoints, single-file or sharded,
+//! and GGUF files, whose tensors appear under their Hugging Face names.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -8,6 +10,7 @@ use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
 use super::ModelError;
+use crate::gguf::{self, GgmlType, GgufFile};
 
 const SINGLE_FILE: &str = "model.safetensors";
 const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -15,12 +18,23 @@ const INDEX_FILE: &str = "model.safetensors.index.json";
 /// Where one tensor lives and what it looks like, read from the file header.
 #[derive(Debug, Clone)]
 pub struct TensorInfo {
+    /// The dtype [`WeightSource::raw`] yields (F32 for a quantized GGUF
+    /// tensor, which is decoded).
     pub dtype: Dtype,
     pub shape: Vec<usize>,
     file: usize,
     /// Byte range inside the memory map.
     start: usize,
     end: usize,
+    gguf: Option<GgufStored>,
+}
+
+/// How a GGUF tensor is stored.
+#[derive(Debug, Clone)]
+struct GgufStored {
+    ty: GgmlType,
+    /// Heads of llama.cpp's q/k row permutation to undo.
+    permute_heads: Option<usize>,
 }
 
 impl TensorInfo {
@@ -33,6 +47,14 @@ impl TensorInfo {
     pub fn bytes(&self) -> usize {
         self.end - self.start
     }
+
+    /// The storage type's name: "F32", "BF16", or a ggml type ("Q4_K").
+    pub fn stored_as(&self) -> String {
+        match &self.gguf {
+            Some(g) => g.ty.name().to_string(),
+            None => format!("{:?}", self.dtype),
+        }
+    }
 }
 
 /// The weight files of a model folder, mapped into memory. Tensor data is
@@ -40,12 +62,16 @@ impl TensorInfo {
 pub struct WeightSource {
     files: Vec<(PathBuf, Mmap)>,
     tensors: BTreeMap<String, TensorInfo>,
+    gguf: Option<GgufFile>,
 }
 
 impl WeightSource {
     /// Opens `model.safetensors` or the shards listed by
     /// `model.safetensors.index.json`, validating every header.
     pub fn open(dir: &Path) -> Result<Self, ModelError> {
+        if let Some(path) = gguf::locate(dir)? {
+            return Self::open_gguf(&path);
+        }
         let single = dir.join(SINGLE_FILE);
         let index = dir.join(INDEX_FILE);
         let paths = if index.is_file() {
@@ -81,12 +107,62 @@ impl WeightSource {
                         file: i,
                         start: base + s,
                         end: base + e,
+                        gguf: None,
                     },
                 );
             }
             files.push((path, mmap));
         }
-        Ok(Self { files, tensors })
+        Ok(Self {
+            files,
+            tensors,
+            gguf: None,
+        })
+    }
+
+    /// Opens a GGUF file, naming its tensors as Hugging Face does.
+    fn open_gguf(path: &Path) -> Result<Self, ModelError> {
+        let file = GgufFile::open(path)?;
+        let config = gguf::model_config(&file)?;
+        let mut tensors = BTreeMap::new();
+        for (name, source) in gguf::tensor_map(&file, &config)? {
+            let t = &file.tensors[&source.gguf];
+            let dtype = match t.ty {
+                GgmlType::F16 => Dtype::F16,
+                GgmlType::BF16 => Dtype::BF16,
+                _ => Dtype::F32,
+            };
+            if let Some(heads) = source.permute_heads {
+                let rows = t.shape()[0];
+                if heads == 0 || rows % (2 * heads) != 0 {
+                    return Err(gguf::GgufError::BadTensor {
+                        path: path.to_path_buf(),
+                        tensor: source.gguf.clone(),
+                        reason: format!("{rows} rows do not split into {heads} heads"),
+                    }
+                    .into());
+                }
+            }
+            tensors.insert(
+                name,
+                TensorInfo {
+                    dtype,
+                    shape: t.shape(),
+                    file: 0,
+                    start: t.start,
+                    end: t.end,
+                    gguf: Some(GgufStored {
+                        ty: t.ty,
+                        permute_heads: source.permute_heads,
+                    }),
+                },
+            );
+        }
+        Ok(Self {
+            files: Vec::new(),
+            tensors,
+            gguf: Some(file),
+        })
     }
 
     /// All tensors by name.
@@ -96,18 +172,44 @@ impl WeightSource {
 
     /// The file that holds a tensor.
     pub fn path_of(&self, info: &TensorInfo) -> &Path {
-        &self.files[info.file].0
+        match &self.gguf {
+            Some(file) => file.path(),
+            None => &self.files[info.file].0,
+        }
     }
 
-    /// The stored bytes of a tensor (little-endian, its own dtype).
-    pub fn raw(&self, info: &TensorInfo) -> &[u8] {
-        &self.files[info.file].1[info.start..info.end]
+    /// Whether the tensors come from a GGUF file.
+    pub fn is_gguf(&self) -> bool {
+        self.gguf.is_some()
+    }
+
+    /// The bytes of a tensor, little-endian in `info.dtype`, in Hugging
+    /// Face's layout: borrowed from the map where the file stores exactly
+    /// that, else decoded (GGUF blocks, llama.cpp's q/k row order).
+    pub fn raw(&self, info: &TensorInfo) -> Cow<'_, [u8]> {
+        let (Some(file), Some(stored)) = (&self.gguf, &info.gguf) else {
+            return Cow::Borrowed(&self.files[info.file].1[info.start..info.end]);
+        };
+        let mut bytes = Cow::Borrowed(&file.map()[info.start..info.end]);
+        if let Some(heads) = stored.permute_heads {
+            let rows = info.shape.first().copied().unwrap_or(1).max(1);
+            bytes = Cow::Owned(gguf::unpermute_rows(&bytes, heads, bytes.len() / rows));
+        }
+        if stored.ty.is_quantized() {
+            let values = gguf::dequant::dequantize(stored.ty, &bytes, info.numel());
+            bytes = Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect());
+        }
+        bytes
     }
 
     /// A description of where tensors are looked up, for messages.
     pub fn location(&self) -> String {
         match self.files.as_slice() {
             [(p, _)] => p.display().to_string(),
+            [] => self
+                .gguf
+                .as_ref()
+                .map_or_else(String::new, |f| f.path().display().to_string()),
             files => format!(
                 "the {} shards of {}",
                 files.len(),
@@ -141,13 +243,16 @@ impl WeightSource {
                 found: info.shape.clone(),
             });
         }
-        let map = &self.files[info.file].1;
-        let decoded = decode_f32(&map[info.start..info.end], info.dtype);
+        let decoded = decode_f32(&self.raw(info), info.dtype);
         // The decoded copy is what the model keeps: let the kernel drop the
         // file's pages now rather than hold the checkpoint twice in memory
         // until the load ends (read-only file pages are re-read on access).
         #[cfg(unix)]
         {
+            let map = match &self.gguf {
+                Some(file) => file.map(),
+                None => &self.files[info.file].1,
+            };
             // SAFETY: the map is read-only and backed by the file, so
             // MADV_DONTNEED only drops clean pages; later reads fault them in
             // again with the same contents. No mutable view of it exists.

@@ -8,6 +8,9 @@ pub enum TokenizerError {
     )]
     MissingTokenizer { dir: PathBuf },
 
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+
     #[error("cannot load tokenizer {path}: {reason}")]
     Load { path: PathBuf, reason: String },
 

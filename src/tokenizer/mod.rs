@@ -32,7 +32,13 @@ impl TextTokenizer {
     /// Loads `tokenizer.json`, `tokenizer_config.json`, `chat_template.jinja`
     /// and `generation_config.json` from a model folder. Only tokenizer.json
     /// is required.
+    ///
+    /// A GGUF file (or a folder holding one and no config.json) gives the
+    /// tokenizer rebuilt from its metadata instead.
     pub fn from_dir(dir: &Path) -> Result<Self, TokenizerError> {
+        if let Some(file) = crate::gguf::locate(dir)? {
+            return Self::from_gguf(&file);
+        }
         let path = dir.join("tokenizer.json");
         if !path.is_file() {
             return Err(TokenizerError::MissingTokenizer {
@@ -78,6 +84,37 @@ impl TextTokenizer {
             stop_ids: Vec::new(),
         };
         tok.stop_ids = tok.find_stop_ids(dir)?;
+        Ok(tok)
+    }
+
+    /// The tokenizer of a GGUF file (see [`crate::gguf::tokenizer_json`]).
+    fn from_gguf(path: &Path) -> Result<Self, TokenizerError> {
+        let file = crate::gguf::GgufFile::open(path)?;
+        let (json, special) = crate::gguf::tokenizer_json(&file)?;
+        let inner: tokenizers::Tokenizer =
+            json.parse()
+                .map_err(|e: tokenizers::Error| TokenizerError::Load {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+        let config = crate::gguf::model_config(&file)?;
+        let mut tok = Self {
+            inner,
+            bos_token: special.bos,
+            eos_token: special.eos,
+            pad_token: special.pad,
+            unk_token: special.unk,
+            template: special.chat_template.map(ChatTemplate::new),
+            stop_ids: config.eos_token_ids,
+        };
+        if tok.stop_ids.is_empty() {
+            tok.stop_ids = tok
+                .eos_token
+                .as_deref()
+                .and_then(|t| tok.inner.token_to_id(t))
+                .into_iter()
+                .collect();
+        }
         Ok(tok)
     }
 
