@@ -181,10 +181,7 @@ pub struct HfTensor {
 /// Every tensor of the file under its Hugging Face name. Names we do not
 /// know keep their GGUF name, so the loader reports them as unexpected
 /// rather than silently dropping weights.
-pub fn tensor_map(
-    file: &GgufFile,
-    config: &ModelConfig,
-) -> Result<BTreeMap<String, HfTensor>, GgufError> {
+pub fn tensor_map(file: &GgufFile, config: &ModelConfig) -> BTreeMap<String, HfTensor> {
     let permutes = matches!(config.model_type, ModelType::Llama | ModelType::Mistral);
     let mut map = BTreeMap::new();
     for name in file.tensors.keys() {
@@ -211,7 +208,7 @@ pub fn tensor_map(
             },
         );
     }
-    Ok(map)
+    map
 }
 
 enum Heads {

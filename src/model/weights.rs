@@ -125,7 +125,7 @@ impl WeightSource {
         let file = GgufFile::open(path)?;
         let config = gguf::model_config(&file)?;
         let mut tensors = BTreeMap::new();
-        for (name, source) in gguf::tensor_map(&file, &config)? {
+        for (name, source) in gguf::tensor_map(&file, &config) {
             let t = &file.tensors[&source.gguf];
             let dtype = match t.ty {
                 GgmlType::F16 => Dtype::F16,
@@ -187,19 +187,33 @@ impl WeightSource {
     /// Face's layout: borrowed from the map where the file stores exactly
     /// that, else decoded (GGUF blocks, llama.cpp's q/k row order).
     pub fn raw(&self, info: &TensorInfo) -> Cow<'_, [u8]> {
+        match self.dequantized(info) {
+            Some(values) => Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            None => self.stored_rows(info),
+        }
+    }
+
+    /// The stored bytes in Hugging Face's row order (llama.cpp's q/k
+    /// permutation undone; blocks left as they are).
+    fn stored_rows(&self, info: &TensorInfo) -> Cow<'_, [u8]> {
         let (Some(file), Some(stored)) = (&self.gguf, &info.gguf) else {
             return Cow::Borrowed(&self.files[info.file].1[info.start..info.end]);
         };
-        let mut bytes = Cow::Borrowed(&file.map()[info.start..info.end]);
-        if let Some(heads) = stored.permute_heads {
-            let rows = info.shape.first().copied().unwrap_or(1).max(1);
-            bytes = Cow::Owned(gguf::unpermute_rows(&bytes, heads, bytes.len() / rows));
+        let bytes = &file.map()[info.start..info.end];
+        match stored.permute_heads {
+            Some(heads) => {
+                let rows = info.shape.first().copied().unwrap_or(1).max(1);
+                Cow::Owned(gguf::unpermute_rows(bytes, heads, bytes.len() / rows))
+            }
+            None => Cow::Borrowed(bytes),
         }
-        if stored.ty.is_quantized() {
-            let values = gguf::dequant::dequantize(stored.ty, &bytes, info.numel());
-            bytes = Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect());
-        }
-        bytes
+    }
+
+    /// The values of a block-quantized GGUF tensor; `None` for plain types.
+    fn dequantized(&self, info: &TensorInfo) -> Option<Vec<f32>> {
+        let stored = info.gguf.as_ref().filter(|s| s.ty.is_quantized())?;
+        let rows = self.stored_rows(info);
+        Some(gguf::dequant::dequantize(stored.ty, &rows, info.numel()))
     }
 
     /// A description of where tensors are looked up, for messages.
@@ -243,7 +257,10 @@ impl WeightSource {
                 found: info.shape.clone(),
             });
         }
-        let decoded = decode_f32(&self.raw(info), info.dtype);
+        // Quantized blocks decode straight to f32, not through raw()'s bytes.
+        let decoded = self
+            .dequantized(info)
+            .or_else(|| decode_f32(&self.stored_rows(info), info.dtype));
         // The decoded copy is what the model keeps: let the kernel drop the
         // file's pages now rather than hold the checkpoint twice in memory
         // until the load ends (read-only file pages are re-read on access).

@@ -108,12 +108,7 @@ impl TextTokenizer {
             stop_ids: config.eos_token_ids,
         };
         if tok.stop_ids.is_empty() {
-            tok.stop_ids = tok
-                .eos_token
-                .as_deref()
-                .and_then(|t| tok.inner.token_to_id(t))
-                .into_iter()
-                .collect();
+            tok.stop_ids = tok.eos_token_id();
         }
         Ok(tok)
     }
@@ -132,12 +127,16 @@ impl TextTokenizer {
         {
             return Ok(config.eos_token_ids);
         }
-        Ok(self
-            .eos_token
+        Ok(self.eos_token_id())
+    }
+
+    /// The eos token's id, the last resort for stop ids.
+    fn eos_token_id(&self) -> Vec<u32> {
+        self.eos_token
             .as_deref()
             .and_then(|t| self.inner.token_to_id(t))
             .into_iter()
-            .collect())
+            .collect()
     }
 
     /// Token ids of `text`; with `add_special_tokens` the tokenizer's
