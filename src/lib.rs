@@ -7,6 +7,7 @@
 
 pub mod advisor;
 pub mod backend;
+pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod data;

@@ -32,6 +32,10 @@ enum Command {
     /// Look at a model folder.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Find models already on this machine (HF cache, Ollama, LM Studio,
+    /// chosen folders).
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Compute full logits for a file of test cases (to compare Tunesmith
     /// with transformers or another implementation).
     ///
@@ -64,6 +68,13 @@ enum Command {
     /// early window only, keep the most promising by the SFT guide's early
     /// dynamics (lower gradient norm, higher loss), and finish it.
     Triage(cli::triage::TriageArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every model found, with architecture, parameters, type, size and
+    /// whether Tunesmith can train it (and why not).
+    List(cli::models::ListArgs),
 }
 
 #[derive(Subcommand)]
@@ -215,6 +226,7 @@ fn main() -> Result<()> {
         Command::Train(args) => cli::train::train(args),
         Command::Plan(args) => cli::plan::plan(args),
         Command::Resume(args) => cli::train::resume(args),
+        Command::Models(ModelsCommand::List(args)) => cli::models::list(args),
         Command::Runs(RunsCommand::List { dir, json }) => cli::train::runs_list(dir, json),
         Command::Runs(RunsCommand::Latest { dir }) => cli::train::runs_latest(dir),
         Command::Data(DataCommand::Inspect(args)) => cli::data::inspect_cmd(args),

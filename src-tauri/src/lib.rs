@@ -69,6 +69,7 @@ pub fn build_app<R: tauri::Runtime>(
             setup::pick_path,
             setup::inspect_dataset,
             setup::inspect_model,
+            setup::list_models,
             setup::estimate,
             setup::config_toml,
             runs::start_run,

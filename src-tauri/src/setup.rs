@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
+use tunesmith::catalog::Listing;
 use tunesmith::config::RunConfig;
 use tunesmith::data::{DataReport, Format, LoadOptions};
 use tunesmith::methods::{LINEAR_MODULES, LoraConfig, MethodConfig};
@@ -219,6 +220,8 @@ pub async fn backends() -> AppResult<Vec<BackendInfo>> {
 pub enum PickKind {
     Dataset,
     Model,
+    /// A GGUF file as the base model.
+    Gguf,
     Export,
 }
 
@@ -247,6 +250,10 @@ pub async fn pick_path<R: Runtime>(
         PickKind::Model => dialog
             .set_title("Choose a Hugging Face model folder")
             .pick_folder(send),
+        PickKind::Gguf => dialog
+            .set_title("Choose a GGUF model file")
+            .add_filter("GGUF models", &["gguf"])
+            .pick_file(send),
         PickKind::Export => dialog
             .set_title("Export to")
             .set_file_name(suggested_name.unwrap_or_else(|| "export".into()))
@@ -294,6 +301,25 @@ pub async fn inspect_dataset(
 pub async fn inspect_model(state: State<'_, AppState>, path: PathBuf) -> AppResult<ModelSummary> {
     let path = state.check(&path)?;
     blocking(move || Ok(ModelSummary::from_dir(&path)?)).await
+}
+
+/// `list_models` → the models on this machine (HF cache, Ollama, LM
+/// Studio, and the granted folders in `dirs`), each with whether it can be
+/// trained. What it finds may be opened from then on, as if picked.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn list_models(
+    state: State<'_, AppState>,
+    dirs: Option<Vec<PathBuf>>,
+) -> AppResult<Listing> {
+    let mut roots = state.model_roots.clone();
+    for dir in dirs.unwrap_or_default() {
+        roots.folders.push(state.check(&dir)?);
+    }
+    let listing = blocking(move || Ok(tunesmith::catalog::list(&roots))).await?;
+    for m in &listing.models {
+        state.grant(&m.path);
+    }
+    Ok(listing)
 }
 
 /// `estimate` → trainable parameters and memory for `config`.

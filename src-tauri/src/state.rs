@@ -26,6 +26,8 @@ pub struct AppState {
     pub(crate) running: Mutex<HashMap<PathBuf, Controller>>,
     /// A triage is running (one at a time).
     pub(crate) triage_running: std::sync::atomic::AtomicBool,
+    /// Where `list_models` looks: the HF cache, Ollama and LM Studio.
+    pub model_roots: tunesmith::catalog::Roots,
 }
 
 impl AppState {
@@ -40,7 +42,15 @@ impl AppState {
             granted: Mutex::new(Vec::new()),
             running: Mutex::new(HashMap::new()),
             triage_running: std::sync::atomic::AtomicBool::new(false),
+            model_roots: tunesmith::catalog::Roots::from_env(),
         }
+    }
+
+    /// The same state, listing models from `roots` instead of this
+    /// machine's standard places.
+    pub fn with_model_roots(mut self, roots: tunesmith::catalog::Roots) -> Self {
+        self.model_roots = roots;
+        self
     }
 
     /// Paths from the environment, else the checkout's own folders and the

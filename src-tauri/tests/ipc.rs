@@ -27,12 +27,16 @@ struct App {
 }
 
 fn app() -> App {
+    app_with(|state| state)
+}
+
+fn app_with(adjust: impl FnOnce(AppState) -> AppState) -> App {
     let runs = tempfile::tempdir().unwrap();
-    let state = AppState::new(
+    let state = adjust(AppState::new(
         runs.path().to_path_buf(),
         root().join("assets"),
         root().join("presets"),
-    );
+    ));
     let app = build_app(mock_builder(), state)
         .build(mock_context(noop_assets()))
         .expect("mock app builds");
@@ -139,6 +143,43 @@ fn app_info_returns_name_and_crate_version() {
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(info.name, APP_NAME);
     assert!(app.invoke("no_such_command", json!({})).is_err());
+}
+
+#[test]
+fn models_found_on_the_machine_can_be_opened_without_a_dialog() {
+    let store = root().join("tests/fixtures/gguf");
+    let app = app_with(|s| {
+        s.with_model_roots(tunesmith::catalog::Roots {
+            lm_studio: vec![store.clone()],
+            ..tunesmith::catalog::Roots::none()
+        })
+    });
+    let gguf = store.join("qwen2/model.gguf");
+    // Outside the bundled files and never picked: refused at first.
+    let refused = app
+        .invoke("inspect_model", json!({ "path": gguf }))
+        .unwrap_err();
+    assert!(refused.contains("was not chosen"), "{refused}");
+    let listing = app.ok("list_models", json!({}));
+    let models = listing["models"].as_array().unwrap();
+    assert_eq!(models.len(), 4, "{listing:#}");
+    let qwen2 = models
+        .iter()
+        .find(|m| m["name"] == "qwen2/model.gguf")
+        .unwrap_or_else(|| panic!("{listing:#}"));
+    assert_eq!(qwen2["store"], "lm-studio");
+    assert_eq!(qwen2["format"], "gguf");
+    assert_eq!(qwen2["trainable"], true);
+    assert_eq!(qwen2["architecture"], "qwen2");
+    // Found, so granted: the wizard's summary reads it.
+    let summary = app.ok("inspect_model", json!({ "path": qwen2["path"] }));
+    assert_eq!(summary["model_type"], "qwen2");
+    assert_eq!(summary["parameters"], qwen2["parameters"]);
+    // Extra folders must have been picked first.
+    let err = app
+        .invoke("list_models", json!({ "dirs": ["/usr/share"] }))
+        .unwrap_err();
+    assert!(err.contains("was not chosen"), "{err}");
 }
 
 #[test]

@@ -77,15 +77,16 @@ pub enum GgufError {
 }
 
 /// The GGUF file `path` stands for, if it stands for one: `path` itself when
-/// it is a `.gguf` file, or the one `.gguf` file of a folder without
-/// config.json. `Ok(None)` for anything else (a Hugging Face folder).
+/// it is a `.gguf` file (or any file starting with GGUF's magic, as
+/// Ollama's `sha256-…` blobs do), or the one `.gguf` file of a folder
+/// without config.json. `Ok(None)` for anything else (a Hugging Face folder).
 pub fn locate(path: &Path) -> Result<Option<PathBuf>, GgufError> {
     let is_gguf = |p: &Path| {
         p.extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
     };
     if path.is_file() {
-        return Ok(is_gguf(path).then(|| path.to_path_buf()));
+        return Ok((is_gguf(path) || starts_with_magic(path)).then(|| path.to_path_buf()));
     }
     if !path.is_dir() || path.join("config.json").is_file() {
         return Ok(None);
@@ -110,6 +111,16 @@ pub fn locate(path: &Path) -> Result<Option<PathBuf>, GgufError> {
                 .collect(),
         }),
     }
+}
+
+/// Whether the file at `path` begins with the four bytes "GGUF".
+fn starts_with_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"GGUF"
 }
 
 /// What `tunesmith model inspect` adds for a GGUF file.

@@ -138,6 +138,7 @@ app = {
     "methods": methods,
     "backends": backends,
     "model_summary": model_summary,
+    "models": json.loads((fx / "models-list.json").read_text()),
     "data": data,
     "estimates": estimates,
     "runs": runs,

@@ -157,6 +157,7 @@ export function installFakeTauri(fx) {
       if (path !== fx.bundled.model.path) throw `${path}: not a model folder (no config.json)`;
       return fx.model_summary;
     },
+    list_models: () => fx.models,
     estimate,
     config_toml: ({ config }) => {
       if (!(config.train?.learning_rate > 0)) throw "train.learning_rate must be > 0";

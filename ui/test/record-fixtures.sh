@@ -39,6 +39,13 @@ done
 echo "== model inspect"
 "$T" model inspect "$MODEL" --json > "$OUT/model-tiny-llama.json"
 
+echo "== models list (the bundled model, the GGUF fixtures, and a pickle-only folder it cannot train)"
+mkdir -p "$REC/models/old-pickle"
+cp "$MODEL/config.json" "$REC/models/old-pickle/"
+printf 'not loaded' > "$REC/models/old-pickle/pytorch_model.bin"
+"$T" models list --only-dirs --dir "$ROOT/assets/models" --dir "$ROOT/tests/fixtures/gguf" --dir "$REC/models" --json \
+  > "$OUT/models-list.json"
+
 echo "== estimates per method and rank (tunesmith plan), and one run too big for this machine"
 mkdir -p "$OUT/plans"
 PLAN=("$T" plan presets/quickstart.toml --set model.backend=cpu --json)

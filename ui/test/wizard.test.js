@@ -142,3 +142,37 @@ test("dataset: format change re-inspects; a chosen file shows bad rows with line
   assert.equal(await page.$eval(sel("dataset-format"), (e) => e.value), "alpaca");
   await assertClean(t, app);
 });
+
+test("model: models found on this machine are listed; one is used, one says why it cannot train", async (t) => {
+  const app = await openApp(env);
+  const { page } = app;
+  await click(page, "dataset-sample-0");
+  await waitText(page, "dataset-rows", /381 rows/);
+  await click(page, "wizard-next");
+  await page.waitForSelector(sel("found-models"));
+  const listed = fixtures.models.models;
+  const rows = await page.$$eval(`${sel("found-models")} tbody tr`, (trs) => trs.map((tr) => tr.textContent));
+  assert.equal(rows.length, listed.length);
+  // Each row shows the engine's name, architecture and type.
+  listed.forEach((m, i) => {
+    assert.ok(rows[i].includes(m.name), `${m.name} in row ${i}`);
+    if (m.architecture) assert.ok(rows[i].includes(m.architecture));
+    if (m.dtype) assert.ok(rows[i].includes(m.dtype));
+  });
+  const untrainable = listed.findIndex((m) => !m.trainable);
+  assert.ok(untrainable >= 0, "the fixture has a model that cannot be trained");
+  assert.equal(await page.$(sel(`found-use-${untrainable}`)), null, "no Use button for it");
+  assert.match(await text(page, `found-why-${untrainable}`), /Cannot train: .*pickle/);
+
+  const bundled = listed.findIndex((m) => m.path === fixtures.bundled.model.path);
+  assert.ok(bundled >= 0, "the bundled model is among those found");
+  await click(page, `found-use-${bundled}`);
+  await waitText(page, "model-params", /988 K parameters/);
+  assert.equal(await page.$eval(sel(`found-use-${bundled}`), (e) => e.getAttribute("aria-pressed")), "true");
+  const inspects = await calls(page, "inspect_model");
+  assert.equal(inspects.at(-1).args.path, fixtures.bundled.model.path);
+  await click(page, "wizard-next");
+  assert.deepEqual(await visibleStep(page), ["method"]);
+  assert.equal((await calls(page, "list_models")).length, 1, "looked up once");
+  await assertClean(t, app);
+});

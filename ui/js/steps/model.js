@@ -1,5 +1,6 @@
-// Wizard step 2: the base model (a folder dialog or the bundled tiny model),
-// its summary from inspect_model, and the dataset re-inspected with its
+// Wizard step 2: the base model (a folder or GGUF file dialog, a model
+// found on this machine by list_models, or the bundled tiny model), its
+// summary from inspect_model, and the dataset re-inspected with its
 // tokenizer (token-length histogram and rendered examples).
 
 import { app, wizard, emit } from "../state.js";
@@ -31,9 +32,9 @@ async function choose(path, label) {
   emit("wizard:render", "model");
 }
 
-async function pick() {
+async function pick(kind) {
   try {
-    const path = await invoke("pick_path", { kind: "model" }, { quiet: true });
+    const path = await invoke("pick_path", { kind }, { quiet: true });
     if (path) choose(path);
   } catch (err) {
     wizard.model.error = err.message;
@@ -41,15 +42,32 @@ async function pick() {
   }
 }
 
+// The models on this machine, looked up once per window.
+const found = { listing: null, error: null, loading: false };
+
+async function listModels() {
+  if (found.listing || found.loading) return;
+  found.loading = true;
+  try {
+    found.listing = await invoke("list_models", {}, { quiet: true });
+  } catch (err) {
+    found.error = err.message;
+  }
+  found.loading = false;
+  emit("wizard:render", "model");
+}
+
 export function render(el) {
   const m = wizard.model;
   const bundled = app.bundled?.model;
+  listModels();
   replace(el,
     
     h("h2", {}, "Base model"),
-    h("p", { class: "lead" }, "A Hugging Face model folder (config.json, tokenizer.json, *.safetensors) of the llama, mistral, qwen2 or qwen3 family."),
+    h("p", { class: "lead" }, "A Hugging Face model folder (config.json, tokenizer.json, *.safetensors) or a GGUF file of the llama, mistral, qwen2 or qwen3 family."),
     h("div", { class: "choice-row" },
-      h("button", { type: "button", class: "btn", testid: "model-choose", onclick: pick }, "Choose folder…"),
+      h("button", { type: "button", class: "btn", testid: "model-choose", onclick: () => pick("model") }, "Choose folder…"),
+      h("button", { type: "button", class: "btn", testid: "model-choose-gguf", onclick: () => pick("gguf") }, "Choose GGUF file…"),
       bundled ? h("button", {
         type: "button",
         class: ["btn", "btn-sample", m.path === bundled.path && "selected"],
@@ -62,7 +80,42 @@ export function render(el) {
       m.error ? h("p", { class: "inline-error", role: "alert" }, m.error) : null,
       m.summary ? summary(m.summary) : (m.error ? null : h("p", { class: "muted", "aria-live": "polite" }, "Reading the model…")))
       : h("p", { class: "empty" }, "No model chosen yet."),
+    onThisMachine(m),
     tokens());
+}
+
+const STORES = { "hf-cache": "HF cache", ollama: "Ollama", "lm-studio": "LM Studio", folder: "Folder" };
+
+function onThisMachine(m) {
+  const body = () => {
+    if (found.error) return h("p", { class: "inline-error", role: "alert" }, found.error);
+    if (!found.listing) return h("p", { class: "muted", "aria-live": "polite" }, "Looking in the Hugging Face cache, Ollama and LM Studio…");
+    const models = found.listing.models;
+    if (!models.length) {
+      const where = found.listing.searched.map(([, dir]) => dir).join(", ");
+      return h("p", { class: "empty" }, `No models found in ${where || "the usual places"}.`);
+    }
+    return h("table", { class: "found-models", testid: "found-models" },
+      h("thead", {}, h("tr", {}, ["Model", "From", "Architecture", "Parameters", "Type", "Size", ""].map((c) => h("th", {}, c)))),
+      h("tbody", {}, models.map((f, i) => h("tr", {
+        class: [!f.trainable && "untrainable", m.path === f.path && "selected"],
+        testid: `found-${i}`,
+      },
+        h("td", {}, h("div", {}, f.name), h("div", { class: "path", title: f.path }, f.path)),
+        h("td", {}, STORES[f.store] ?? f.store),
+        h("td", {}, f.architecture ?? "—"),
+        h("td", {}, f.parameters == null ? "—" : count(f.parameters)),
+        h("td", {}, f.dtype ?? "—"),
+        h("td", {}, bytes(f.size_bytes)),
+        h("td", {}, f.trainable
+          ? [h("button", {
+              type: "button", class: "btn btn-small", testid: `found-use-${i}`,
+              "aria-pressed": String(m.path === f.path),
+              onclick: () => choose(f.path, f.name),
+            }, "Use"), f.note ? h("div", { class: "muted" }, f.note) : null]
+          : h("span", { class: "muted", testid: `found-why-${i}` }, `Cannot train: ${f.note ?? "unknown reason"}`))))));
+  };
+  return h("div", { class: "panel" }, h("h3", {}, "On this machine"), body());
 }
 
 function summary(s) {

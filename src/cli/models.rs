@@ -1,0 +1,77 @@
+//! `tunesmith models list`: models already on this machine — the Hugging
+//! Face cache, Ollama, LM Studio and chosen folders — and whether each can
+//! be trained.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use tunesmith::catalog::{self, Roots};
+use tunesmith::memory::human_bytes;
+
+/// Arguments of `tunesmith models list`.
+#[derive(Args)]
+pub struct ListArgs {
+    /// Also search this folder, a few levels deep (repeatable).
+    #[arg(long)]
+    pub dir: Vec<PathBuf>,
+    /// Search only the --dir folders, not the HF cache, Ollama or LM Studio.
+    #[arg(long)]
+    pub only_dirs: bool,
+    /// Print one JSON object: the folders searched and every model found.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn list(args: ListArgs) -> Result<()> {
+    let mut roots = if args.only_dirs {
+        Roots::none()
+    } else {
+        Roots::from_env()
+    };
+    roots.folders.extend(args.dir);
+    let listing = catalog::list(&roots);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+        return Ok(());
+    }
+    for (store, dir, exists) in &listing.searched {
+        let state = if *exists { "" } else { " (not there)" };
+        eprintln!("searched {:<10} {}{state}", store.label(), dir.display());
+    }
+    if listing.models.is_empty() {
+        println!("no models found; pass --dir FOLDER to search elsewhere");
+        return Ok(());
+    }
+    let dash = || "-".to_string();
+    for m in &listing.models {
+        let verdict = if m.trainable {
+            "trainable"
+        } else {
+            "cannot train"
+        };
+        println!(
+            "{:<10} {}\n           {} · {} params · {} · {} · {verdict}\n           {}",
+            m.store.label(),
+            m.name,
+            m.architecture.clone().unwrap_or_else(dash),
+            m.parameters.map_or_else(dash, crate::human_count),
+            m.dtype.clone().unwrap_or_else(dash),
+            human_bytes(m.size_bytes),
+            m.path.display(),
+        );
+        if let Some(note) = &m.note {
+            println!(
+                "           {}: {note}",
+                if m.trainable { "note" } else { "why" }
+            );
+        }
+    }
+    let trainable = listing.models.iter().filter(|m| m.trainable).count();
+    println!(
+        "{} model(s), {trainable} trainable; use a path above as model.path",
+        listing.models.len()
+    );
+    Ok(())
+}
