@@ -115,6 +115,12 @@ fn logits(model: &CausalLm, ids: &[i64]) -> Vec<f32> {
 /// The merged folder, loaded as a plain model, computes what the run's
 /// adapted model computes.
 fn assert_same_logits(run: &Path, merged: &Path) {
+    assert_close_logits(run, merged, 1e-4);
+}
+
+/// As [`assert_same_logits`], within `tol` (a merged tensor stored in 16
+/// bits is rounded once more than the adapted model's f32 sum).
+fn assert_close_logits(run: &Path, merged: &Path, tol: f32) {
     let device = Device::flex();
     let (adapted, _, _) = tunesmith::train::load_adapted(run, None, &device).unwrap();
     let (plain, _) = CausalLm::load(merged, &device).unwrap();
@@ -125,7 +131,7 @@ fn assert_same_logits(run: &Path, merged: &Path) {
         .zip(&y)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    assert!(diff < 1e-4, "merged logits differ by {diff}");
+    assert!(diff < tol, "merged logits differ by {diff}");
 }
 
 #[test]
@@ -465,4 +471,88 @@ fn wrong_requests_fail_clearly_and_leave_nothing_behind() {
         .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A run on a GGUF base (the llama fixture holds every quantized type; the
+/// qwen2 one q/k/v biases and tied embeddings) exports like a run on a
+/// folder: the merged folder has a config.json, tokenizer and chat
+/// template written from the file's metadata and computes the adapted
+/// logits; merged-gguf keeps the base's tokenizer; the PEFT card names the
+/// GGUF file and how transformers loads it.
+#[test]
+fn exports_from_a_gguf_base() {
+    for arch in ["llama", "qwen2"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = root().join(format!("tests/fixtures/gguf/{arch}/model.gguf"));
+        let run = short_run(
+            &tmp.path().join("runs"),
+            &[&format!("model.path={}", base.display())],
+        );
+        let merged = tmp.path().join("merged");
+        export(&run, &options(ExportFormat::Merged, merged.clone())).unwrap();
+        for f in [
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+        ] {
+            assert!(merged.join(f).is_file(), "{arch}: merged folder lacks {f}");
+        }
+        assert_eq!(
+            ModelConfig::from_dir(&merged).unwrap(),
+            ModelConfig::from_dir(&base).unwrap(),
+            "{arch}: config.json says what the GGUF metadata says"
+        );
+        // The fixtures' F16/BF16 tensors stay 16-bit in the merged folder.
+        assert_close_logits(&run, &merged, 2e-2);
+        let from_gguf = tunesmith::TextTokenizer::from_dir(&base).unwrap();
+        let from_folder = tunesmith::TextTokenizer::from_dir(&merged).unwrap();
+        let text = "Hello, Tunesmith! 12345 <- numbers";
+        assert_eq!(
+            from_gguf.encode(text, true).unwrap(),
+            from_folder.encode(text, true).unwrap(),
+            "{arch}: same token ids"
+        );
+        let chat = [
+            tunesmith::ChatMessage::new("user", "Hi"),
+            tunesmith::ChatMessage::new("assistant", "Hello."),
+        ];
+        assert_eq!(
+            from_gguf.apply_chat_template(&chat, true).unwrap(),
+            from_folder.apply_chat_template(&chat, true).unwrap(),
+            "{arch}: same chat rendering"
+        );
+
+        let file = tmp.path().join("merged.gguf");
+        export(&run, &options(ExportFormat::MergedGguf, file.clone())).unwrap();
+        let g = gguf::File::parse(&std::fs::read(&file).unwrap()).unwrap();
+        let source = tunesmith::gguf::GgufFile::open(&base).unwrap();
+        assert_eq!(
+            g.get("tokenizer.ggml.pre"),
+            source
+                .opt_str("tokenizer.ggml.pre")
+                .unwrap()
+                .map(|p| Value::Str(p.to_string()))
+                .as_ref(),
+            "{arch}: the base's pre-tokenizer name"
+        );
+        assert_eq!(
+            token_ids(&file, text),
+            token_ids(&base, text),
+            "{arch}: merged-gguf tokenizes as its base"
+        );
+
+        let peft = tmp.path().join("peft");
+        export(&run, &options(ExportFormat::Peft, peft.clone())).unwrap();
+        let card = std::fs::read_to_string(peft.join("README.md")).unwrap();
+        assert!(card.contains("gguf_file=\"model.gguf\""), "{card}");
+        assert!(card.contains(&base.display().to_string()), "{card}");
+    }
+}
+
+fn token_ids(model: &Path, text: &str) -> Vec<u32> {
+    tunesmith::TextTokenizer::from_dir(model)
+        .unwrap()
+        .encode(text, true)
+        .unwrap()
 }

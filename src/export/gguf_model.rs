@@ -249,7 +249,7 @@ fn hyperparameters(
 
 /// Llama 3.1's frequency-dependent rope scaling as the per-dimension
 /// divisors llama.cpp reads from `rope_freqs.weight`.
-fn llama3_rope_factors(model: &ModelConfig) -> Option<Vec<f32>> {
+pub(super) fn llama3_rope_factors(model: &ModelConfig) -> Option<Vec<f32>> {
     if let RopeScaling::Factors(factors) = &model.rope_scaling {
         return Some(factors.iter().map(|&f| f as f32).collect());
     }
@@ -311,9 +311,11 @@ fn tokenizer_metadata(
     notes: &mut Vec<String>,
 ) -> Result<Vec<(String, Value)>, ExportError> {
     let path = dir.join("tokenizer.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| ExportError::Io {
-        path: path.clone(),
-        source,
+    let text = super::hf_files::base_text(dir, model, "tokenizer.json")?.ok_or_else(|| {
+        ExportError::Io {
+            path: path.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        }
     })?;
     let json: Json = serde_json::from_str(&text).map_err(|e| ExportError::Checkpoint {
         path: path.clone(),
@@ -372,26 +374,38 @@ fn tokenizer_metadata(
             _ => None,
         })
         .collect();
-    let pre = pre_tokenizer(&json).unwrap_or_else(|| {
-        notes.push(
-            "pre-tokenizer not recognised: written as \"default\"; llama.cpp may split text \
-             differently from transformers"
-                .into(),
-        );
-        "default"
-    });
+    // A GGUF base names its pre-tokenizer itself; keep that name.
+    let base_pre = crate::gguf::locate(dir)
+        .ok()
+        .flatten()
+        .and_then(|p| crate::gguf::GgufFile::open(&p).ok())
+        .and_then(|f| {
+            f.opt_str("tokenizer.ggml.pre")
+                .ok()
+                .flatten()
+                .map(str::to_string)
+        });
+    let pre = base_pre
+        .or_else(|| pre_tokenizer(&json).map(str::to_string))
+        .unwrap_or_else(|| {
+            notes.push(
+                "pre-tokenizer not recognised: written as \"default\"; llama.cpp may split text \
+                 differently from transformers"
+                    .into(),
+            );
+            "default".to_string()
+        });
     let mut m = vec![
         (
             "tokenizer.ggml.model".to_string(),
             Value::Str("gpt2".into()),
         ),
-        ("tokenizer.ggml.pre".into(), Value::Str(pre.into())),
+        ("tokenizer.ggml.pre".into(), Value::Str(pre)),
         ("tokenizer.ggml.tokens".into(), Value::ArrStr(tokens)),
         ("tokenizer.ggml.token_type".into(), Value::ArrI32(types)),
         ("tokenizer.ggml.merges".into(), Value::ArrStr(merges)),
     ];
-    let config_json: Json = std::fs::read_to_string(dir.join("tokenizer_config.json"))
-        .ok()
+    let config_json: Json = super::hf_files::base_text(dir, model, "tokenizer_config.json")?
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(Json::Null);
     let special = |key: &str| -> Option<u32> {

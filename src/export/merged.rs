@@ -247,10 +247,24 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
             )
             .map_err(|source| ExportError::Io { path, source })?;
         }
-        for entry in std::fs::read_dir(base_dir).map_err(|source| ExportError::Io {
-            path: base_dir.clone(),
-            source,
-        })? {
+        let gguf_base = crate::gguf::locate(base_dir).map_err(crate::model::ModelError::from)?;
+        if let Some(gguf) = &gguf_base {
+            for (name, text) in super::hf_files::from_gguf(gguf, &trained.model)? {
+                let path = dir.join(name);
+                std::fs::write(&path, text).map_err(|source| ExportError::Io { path, source })?;
+            }
+        }
+        let copied_from: Vec<std::io::Result<std::fs::DirEntry>> = if gguf_base.is_some() {
+            Vec::new()
+        } else {
+            std::fs::read_dir(base_dir)
+                .map_err(|source| ExportError::Io {
+                    path: base_dir.clone(),
+                    source,
+                })?
+                .collect()
+        };
+        for entry in copied_from {
             let entry = entry.map_err(|source| ExportError::Io {
                 path: base_dir.clone(),
                 source,

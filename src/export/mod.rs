@@ -3,6 +3,7 @@
 
 mod gguf_adapter;
 mod gguf_model;
+mod hf_files;
 mod merged;
 mod ollama;
 mod peft;
@@ -150,6 +151,8 @@ pub enum ExportError {
          merged folder instead"
     )]
     GgufUnsupported { what: String },
+    #[error("a Hugging Face config.json cannot express {what}; export `merged-gguf` instead")]
+    HfUnsupported { what: String },
     #[error("{path} already exists; choose another --out or pass --force to replace it")]
     Exists { path: PathBuf },
     #[error("checkpoint {path} is unusable: {reason}")]

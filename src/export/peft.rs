@@ -96,10 +96,48 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
         write("README.md", card.as_bytes())
     })?;
     Ok(vec![format!(
-        "load with PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(\"{}\"), \"{}\")",
-        trained.config.model.path.display(),
+        "load with PeftModel.from_pretrained({}, \"{}\")",
+        base_loader(&trained.config.model.path),
         out.display()
     )])
+}
+
+/// The transformers call that loads the base this adapter was trained on;
+/// a GGUF base is read (and dequantized) by transformers' `gguf_file`.
+fn base_loader(base: &std::path::Path) -> String {
+    match crate::gguf::locate(base).ok().flatten() {
+        Some(file) => format!(
+            "AutoModelForCausalLM.from_pretrained(\"{}\", gguf_file=\"{}\")",
+            file.parent().unwrap_or(base).display(),
+            file.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        None => format!(
+            "AutoModelForCausalLM.from_pretrained(\"{}\")",
+            base.display()
+        ),
+    }
+}
+
+/// What the card says of a GGUF base: which file, in which quantization.
+fn gguf_base_note(base: &std::path::Path) -> String {
+    let Some(file) = crate::gguf::locate(base).ok().flatten() else {
+        return String::new();
+    };
+    let types = crate::gguf::GgufSummary::read(&file)
+        .map(|s| {
+            s.tensor_types
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    format!(
+        "- trained against the GGUF file `{}` (tensor types {types}), dequantized as \
+         transformers' `gguf_file=` loading does; it expects exactly that file as its base \
+         (for llama.cpp, export `--format gguf`, which applies to the same file)\n",
+        file.display()
+    )
 }
 
 fn model_card(trained: &Trained, lora: &crate::methods::LoraConfig) -> String {
@@ -116,12 +154,14 @@ fn model_card(trained: &Trained, lora: &crate::methods::LoraConfig) -> String {
          step {step} ({why}).\n\n\
          - rank {r}, alpha {alpha}, scaling {scaling}, dropout {dropout}\n\
          - target modules: {targets}\n\
-         {quantized}\n\
+         {quantized}{gguf}\n\
          ```python\n\
          from transformers import AutoModelForCausalLM\n\
          from peft import PeftModel\n\
-         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(\"{base}\"), \"PATH\")\n\
+         model = PeftModel.from_pretrained({loader}, \"PATH\")\n\
          ```\n",
+        gguf = gguf_base_note(&trained.config.model.path),
+        loader = base_loader(&trained.config.model.path),
         data = trained.config.data.train.display(),
         step = trained.step,
         why = trained.chosen_because,
