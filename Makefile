@@ -145,6 +145,8 @@ deps:
 bench: deps
 	bench/logits.sh cpu
 	bench/logits-bf16.sh cpu
+	bench/logits-gguf.sh
+	bench/exports-gguf.sh
 	bench/train.sh cpu
 	bench/memory.sh cpu
 	bench/quant.sh cpu
