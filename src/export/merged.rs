@@ -49,9 +49,24 @@ struct Merged<'a> {
     update: Update<'a>,
 }
 
+/// The dtype a base tensor is written in: its own, except that a GGUF
+/// tensor in ggml blocks (decoded to F32) is written in F16, the type of
+/// its blocks' scales, so a merged folder is a 16-bit model as usual.
+fn written_dtype(info: &TensorInfo) -> Dtype {
+    if info.is_quantized() {
+        Dtype::F16
+    } else {
+        info.dtype
+    }
+}
+
+fn written_bytes(info: &TensorInfo) -> usize {
+    info.numel() * written_dtype(info).bitsize() / 8
+}
+
 impl View for Merged<'_> {
     fn dtype(&self) -> Dtype {
-        self.info.dtype
+        written_dtype(self.info)
     }
 
     fn shape(&self) -> &[usize] {
@@ -60,19 +75,23 @@ impl View for Merged<'_> {
 
     fn data(&self) -> Cow<'_, [u8]> {
         match &self.update {
-            Update::Keep => Cow::Borrowed(&*self.raw),
-            Update::Replace(t) => Cow::Owned(encode(&t.data, self.info.dtype)),
+            Update::Keep if self.dtype() == self.info.dtype => Cow::Borrowed(&*self.raw),
+            Update::Keep => Cow::Owned(encode(
+                &decode_f32(&self.raw, self.info.dtype).unwrap_or_default(),
+                self.dtype(),
+            )),
+            Update::Replace(t) => Cow::Owned(encode(&t.data, self.dtype())),
             Update::Lora { a, b, scale } => {
                 // Only float weights get updates (checked when planning).
                 let mut w = decode_f32(&self.raw, self.info.dtype).unwrap_or_default();
                 add_lora(&mut w, a, b, *scale);
-                Cow::Owned(encode(&w, self.info.dtype))
+                Cow::Owned(encode(&w, self.dtype()))
             }
         }
     }
 
     fn data_len(&self) -> usize {
-        self.raw.len()
+        written_bytes(self.info)
     }
 }
 
@@ -189,13 +208,13 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
     // Shards in name order, each at most MAX_SHARD_BYTES.
     let mut shards: Vec<Vec<&str>> = vec![Vec::new()];
     let mut size = 0usize;
-    let total: usize = source.tensors().values().map(TensorInfo::bytes).sum();
+    let total: usize = source.tensors().values().map(written_bytes).sum();
     for (name, info) in source.tensors() {
-        if size > 0 && size + info.bytes() > MAX_SHARD_BYTES {
+        if size > 0 && size + written_bytes(info) > MAX_SHARD_BYTES {
             shards.push(Vec::new());
             size = 0;
         }
-        size += info.bytes();
+        size += written_bytes(info);
         if let Some(last) = shards.last_mut() {
             last.push(name.as_str());
         }
@@ -296,7 +315,7 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
     let dtypes: std::collections::BTreeSet<String> = source
         .tensors()
         .values()
-        .map(|i| format!("{:?}", i.dtype))
+        .map(|i| format!("{:?}", written_dtype(i)))
         .collect();
     Ok(vec![format!(
         "{} tensors in {} ({} updated), {n} shard(s); load with \

@@ -48,6 +48,13 @@ impl TensorInfo {
         self.end - self.start
     }
 
+    /// Whether the tensor is stored in ggml blocks (and decoded to F32).
+    pub fn is_quantized(&self) -> bool {
+        self.gguf
+            .as_ref()
+            .is_some_and(|g| !matches!(g.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16))
+    }
+
     /// The storage type's name: "F32", "BF16", or a ggml type ("Q4_K").
     pub fn stored_as(&self) -> String {
         match &self.gguf {
