@@ -45,6 +45,10 @@ async function pick(kind) {
 // The models on this machine, looked up once per window.
 const found = { listing: null, error: null, loading: false };
 
+// The panel showing them; the lookup's answer refills only this panel, so
+// the rest of the step (and whatever the user is clicking) stays in place.
+let foundPanel = null;
+
 async function listModels() {
   if (found.listing || found.loading) return;
   found.loading = true;
@@ -54,7 +58,7 @@ async function listModels() {
     found.error = err.message;
   }
   found.loading = false;
-  emit("wizard:render", "model");
+  if (foundPanel?.isConnected) fillFound(foundPanel, wizard.model);
 }
 
 export function render(el) {
@@ -87,6 +91,12 @@ export function render(el) {
 const STORES = { "hf-cache": "HF cache", ollama: "Ollama", "lm-studio": "LM Studio", folder: "Folder" };
 
 function onThisMachine(m) {
+  foundPanel = h("div", { class: "panel", testid: "found-panel" });
+  fillFound(foundPanel, m);
+  return foundPanel;
+}
+
+function fillFound(panel, m) {
   const body = () => {
     if (found.error) return h("p", { class: "inline-error", role: "alert" }, found.error);
     if (!found.listing) return h("p", { class: "muted", "aria-live": "polite" }, "Looking in the Hugging Face cache, Ollama and LM Studio…");
@@ -115,7 +125,7 @@ function onThisMachine(m) {
             }, "Use"), f.note ? h("div", { class: "muted" }, f.note) : null]
           : h("span", { class: "muted", testid: `found-why-${i}` }, `Cannot train: ${f.note ?? "unknown reason"}`))))));
   };
-  return h("div", { class: "panel" }, h("h3", {}, "On this machine"), body());
+  replace(panel, h("h3", {}, "On this machine"), body());
 }
 
 function summary(s) {
