@@ -311,11 +311,10 @@ fn tokenizer_metadata(
     notes: &mut Vec<String>,
 ) -> Result<Vec<(String, Value)>, ExportError> {
     let path = dir.join("tokenizer.json");
-    let text = super::hf_files::base_text(dir, model, "tokenizer.json")?.ok_or_else(|| {
-        ExportError::Io {
-            path: path.clone(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        }
+    let texts = super::hf_files::TokenizerTexts::read(dir, model)?;
+    let text = texts.tokenizer.ok_or_else(|| ExportError::Io {
+        path: path.clone(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
     })?;
     let json: Json = serde_json::from_str(&text).map_err(|e| ExportError::Checkpoint {
         path: path.clone(),
@@ -375,17 +374,8 @@ fn tokenizer_metadata(
         })
         .collect();
     // A GGUF base names its pre-tokenizer itself; keep that name.
-    let base_pre = crate::gguf::locate(dir)
-        .ok()
-        .flatten()
-        .and_then(|p| crate::gguf::GgufFile::open(&p).ok())
-        .and_then(|f| {
-            f.opt_str("tokenizer.ggml.pre")
-                .ok()
-                .flatten()
-                .map(str::to_string)
-        });
-    let pre = base_pre
+    let pre = texts
+        .gguf_pre
         .or_else(|| pre_tokenizer(&json).map(str::to_string))
         .unwrap_or_else(|| {
             notes.push(
@@ -405,8 +395,10 @@ fn tokenizer_metadata(
         ("tokenizer.ggml.token_type".into(), Value::ArrI32(types)),
         ("tokenizer.ggml.merges".into(), Value::ArrStr(merges)),
     ];
-    let config_json: Json = super::hf_files::base_text(dir, model, "tokenizer_config.json")?
-        .and_then(|t| serde_json::from_str(&t).ok())
+    let config_json: Json = texts
+        .tokenizer_config
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or(Json::Null);
     let special = |key: &str| -> Option<u32> {
         let v = &config_json[key];

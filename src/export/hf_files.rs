@@ -17,9 +17,15 @@ pub(super) fn from_gguf(
     path: &Path,
     model: &ModelConfig,
 ) -> Result<Vec<(&'static str, String)>, ExportError> {
-    let gguf_err = |e: crate::gguf::GgufError| ExportError::Model(ModelError::from(e));
-    let file = GgufFile::open(path).map_err(gguf_err)?;
-    let (tokenizer, special) = crate::gguf::tokenizer_json(&file).map_err(gguf_err)?;
+    let file = GgufFile::open(path).map_err(ModelError::from)?;
+    side_files(&file, model)
+}
+
+fn side_files(
+    file: &GgufFile,
+    model: &ModelConfig,
+) -> Result<Vec<(&'static str, String)>, ExportError> {
+    let (tokenizer, special) = crate::gguf::tokenizer_json(file).map_err(ModelError::from)?;
     let add_bos = file
         .opt_bool("tokenizer.ggml.add_bos_token")
         .ok()
@@ -62,24 +68,52 @@ pub(super) fn from_gguf(
     ])
 }
 
-/// One side file of a GGUF base, or of a folder base, as text (`None`
-/// when a folder does not have it).
-pub(super) fn base_text(
-    base: &Path,
-    model: &ModelConfig,
-    name: &str,
-) -> Result<Option<String>, ExportError> {
-    if let Some(gguf) = crate::gguf::locate(base).map_err(ModelError::from)? {
-        let files = from_gguf(&gguf, model)?;
-        return Ok(files.into_iter().find(|(n, _)| *n == name).map(|(_, t)| t));
+/// The tokenizer files of a base, as text: a folder's own, or those a GGUF
+/// base's metadata gives (read once), with the file's pre-tokenizer name.
+pub(super) struct TokenizerTexts {
+    pub tokenizer: Option<String>,
+    pub tokenizer_config: Option<String>,
+    /// `tokenizer.ggml.pre` of a GGUF base.
+    pub gguf_pre: Option<String>,
+}
+
+impl TokenizerTexts {
+    pub(super) fn read(base: &Path, model: &ModelConfig) -> Result<Self, ExportError> {
+        if let Some(gguf) = crate::gguf::locate(base).map_err(ModelError::from)? {
+            let file = GgufFile::open(&gguf).map_err(ModelError::from)?;
+            let gguf_pre = file
+                .opt_str("tokenizer.ggml.pre")
+                .ok()
+                .flatten()
+                .map(str::to_string);
+            let mut files = side_files(&file, model)?;
+            let mut take = |name: &str| {
+                files
+                    .iter()
+                    .position(|(n, _)| *n == name)
+                    .map(|i| files.swap_remove(i).1)
+            };
+            return Ok(Self {
+                tokenizer: take("tokenizer.json"),
+                tokenizer_config: take("tokenizer_config.json"),
+                gguf_pre,
+            });
+        }
+        let read = |name: &str| -> Result<Option<String>, ExportError> {
+            let path = base.join(name);
+            if !path.is_file() {
+                return Ok(None);
+            }
+            std::fs::read_to_string(&path)
+                .map(Some)
+                .map_err(|source| ExportError::Io { path, source })
+        };
+        Ok(Self {
+            tokenizer: read("tokenizer.json")?,
+            tokenizer_config: read("tokenizer_config.json")?,
+            gguf_pre: None,
+        })
     }
-    let path = base.join(name);
-    if !path.is_file() {
-        return Ok(None);
-    }
-    std::fs::read_to_string(&path)
-        .map(Some)
-        .map_err(|source| ExportError::Io { path, source })
 }
 
 /// config.json as transformers writes it for `model`.

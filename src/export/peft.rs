@@ -123,13 +123,12 @@ fn gguf_base_note(base: &std::path::Path) -> String {
     let Some(file) = crate::gguf::locate(base).ok().flatten() else {
         return String::new();
     };
-    let types = crate::gguf::GgufSummary::read(&file)
-        .map(|s| {
-            s.tensor_types
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+    // The header alone; the card needs no tokenizer.
+    let types = crate::gguf::GgufFile::open(&file)
+        .map(|f| {
+            let names: std::collections::BTreeSet<&str> =
+                f.tensors.values().map(|t| t.ty.name()).collect();
+            names.into_iter().collect::<Vec<_>>().join(", ")
         })
         .unwrap_or_default();
     format!(
