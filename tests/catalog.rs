@@ -312,8 +312,10 @@ fn standard_places_follow_the_environment() {
             PathBuf::from("/h/.cache/lm-studio/models")
         ]
     );
+    assert_eq!(r.folders, [PathBuf::from("/h/.cache/tunesmith/models")]);
     let r = Roots::from_vars(env(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]));
     assert_eq!(r.hf_cache, [PathBuf::from("/x/huggingface/hub")]);
+    assert_eq!(r.folders, [PathBuf::from("/x/tunesmith/models")]);
     let r = Roots::from_vars(env(&[
         ("HOME", "/h"),
         ("HF_HOME", "/hf"),

@@ -126,7 +126,37 @@ pub(crate) fn presets_of(state: &AppState) -> AppResult<Vec<Preset>> {
             config,
         });
     }
+    if let Some(preset) = real_quickstart(state)? {
+        out.insert(1, preset);
+    }
     Ok(out)
+}
+
+/// The quickstart on the real SmolLM2-135M-Instruct, once `make run` (or
+/// `tunesmith models fetch smollm2-135m-instruct`) has put it in the cache.
+fn real_quickstart(state: &AppState) -> AppResult<Option<Preset>> {
+    use tunesmith::catalog::fetch::{SMOLLM2_135M_INSTRUCT, cached};
+    let Some(model) = state
+        .fetched_models_dir
+        .as_deref()
+        .and_then(|dir| cached(&SMOLLM2_135M_INSTRUCT, dir))
+    else {
+        return Ok(None);
+    };
+    let path = state.presets_dir.join("quickstart-smollm2.toml");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let mut config = RunConfig::load(&path, &[])?;
+    state.grant(&model);
+    config.model.path = model;
+    config.output.runs_dir = state.runs_dir.clone();
+    Ok(Some(Preset {
+        name: "quickstart-smollm2".into(),
+        title: "Quickstart on SmolLM2".into(),
+        description: "LoRA on the real SmolLM2-135M-Instruct: a few minutes on a CPU teach it the Smithy persona; ask base and tuned side by side in Chat afterwards.".into(),
+        config,
+    }))
 }
 
 /// A method card.

@@ -28,6 +28,9 @@ pub struct AppState {
     pub(crate) triage_running: std::sync::atomic::AtomicBool,
     /// Where `list_models` looks: the HF cache, Ollama and LM Studio.
     pub model_roots: tunesmith::catalog::Roots,
+    /// Where `tunesmith models fetch` keeps models: a fetched SmolLM2
+    /// there brings its quickstart preset.
+    pub fetched_models_dir: Option<PathBuf>,
 }
 
 impl AppState {
@@ -43,7 +46,15 @@ impl AppState {
             running: Mutex::new(HashMap::new()),
             triage_running: std::sync::atomic::AtomicBool::new(false),
             model_roots: tunesmith::catalog::Roots::from_env(),
+            fetched_models_dir: tunesmith::catalog::fetch::models_dir(),
         }
+    }
+
+    /// The same state, looking for fetched models in `dir` instead of the
+    /// user's cache folder.
+    pub fn with_fetched_models_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.fetched_models_dir = dir;
+        self
     }
 
     /// The same state, listing models from `roots` instead of this

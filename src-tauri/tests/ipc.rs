@@ -32,11 +32,15 @@ fn app() -> App {
 
 fn app_with(adjust: impl FnOnce(AppState) -> AppState) -> App {
     let runs = tempfile::tempdir().unwrap();
-    let state = adjust(AppState::new(
-        runs.path().to_path_buf(),
-        root().join("assets"),
-        root().join("presets"),
-    ));
+    // Models this machine's user fetched stay out of the tests.
+    let state = adjust(
+        AppState::new(
+            runs.path().to_path_buf(),
+            root().join("assets"),
+            root().join("presets"),
+        )
+        .with_fetched_models_dir(None),
+    );
     let app = build_app(mock_builder(), state)
         .build(mock_context(noop_assets()))
         .expect("mock app builds");
@@ -117,6 +121,49 @@ impl App {
 }
 
 type TrainEventJson = Value;
+
+#[test]
+fn a_fetched_smollm2_brings_its_quickstart_preset() {
+    use tunesmith::catalog::fetch::SMOLLM2_135M_INSTRUCT as SMOLLM2;
+    let names = |app: &App| -> Vec<String> {
+        let presets = app.ok("presets", json!({}));
+        presets
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!names(&app()).contains(&"quickstart-smollm2".to_string()));
+
+    // A file of the right size is what `cached` looks for (fetch checked
+    // its sha256 when it kept it); a sparse one costs no disk.
+    let cache = tempfile::tempdir().unwrap();
+    let file = cache.path().join(SMOLLM2.file_name());
+    std::fs::File::create(&file)
+        .unwrap()
+        .set_len(SMOLLM2.size)
+        .unwrap();
+    let dir = cache.path().to_path_buf();
+    let app = app_with(move |s| s.with_fetched_models_dir(Some(dir)));
+    assert_eq!(names(&app)[..2], ["quickstart", "quickstart-smollm2"]);
+    let presets = app.ok("presets", json!({}));
+    let real = &presets[1]["config"];
+    assert_eq!(real["model"]["path"], json!(file.canonicalize().unwrap()));
+    assert!(
+        real["data"]["train"]
+            .as_str()
+            .unwrap()
+            .ends_with("smithy-chat.jsonl")
+    );
+    // The app may read the model it offers (no dialog picked it): the
+    // zeros are refused as a GGUF file, not as a path never chosen.
+    let err = app
+        .invoke("inspect_model", json!({ "path": file }))
+        .unwrap_err();
+    assert!(!err.contains("was not chosen"), "{err}");
+    assert!(err.contains(SMOLLM2.file_name()), "{err}");
+}
 
 fn quickstart(app: &App) -> Value {
     let presets = app.ok("presets", json!({}));

@@ -7,6 +7,7 @@
 //! and GGUF headers are read, so listing a store of many gigabytes is quick.
 
 mod describe;
+pub mod fetch;
 mod stores;
 
 use std::path::{Path, PathBuf};

@@ -20,7 +20,8 @@ pub struct Roots {
 
 impl Roots {
     /// The places each tool keeps models on this machine, honouring
-    /// `HF_HUB_CACHE`, `HF_HOME`, `XDG_CACHE_HOME` and `OLLAMA_MODELS`.
+    /// `HF_HUB_CACHE`, `HF_HOME`, `XDG_CACHE_HOME` and `OLLAMA_MODELS`, and
+    /// the folder of models `tunesmith models fetch` downloaded.
     pub fn from_env() -> Self {
         Self::from_vars(|key| std::env::var_os(key))
     }
@@ -58,6 +59,8 @@ impl Roots {
             // LM Studio before 0.3 kept models here.
             roots.lm_studio.push(h.join(".cache/lm-studio/models"));
         }
+        // What `tunesmith models fetch` keeps.
+        roots.folders.extend(super::fetch::models_dir_from(&var));
         roots
     }
 

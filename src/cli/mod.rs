@@ -1,5 +1,6 @@
 pub mod data;
 pub mod export;
+pub mod generate;
 pub mod models;
 pub mod plan;
 pub mod train;

@@ -1,13 +1,13 @@
 //! `tunesmith models list`: models already on this machine — the Hugging
 //! Face cache, Ollama, LM Studio and chosen folders — and whether each can
-//! be trained.
+//! be trained; `tunesmith models fetch`: a real model from a registry.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
-use tunesmith::catalog::{self, Roots};
+use tunesmith::catalog::{self, Roots, fetch as fetching};
 use tunesmith::memory::human_bytes;
 
 /// Arguments of `tunesmith models list`.
@@ -73,5 +73,43 @@ pub fn list(args: ListArgs) -> Result<()> {
         "{} model(s), {trainable} trainable; use a path above as model.path",
         listing.models.len()
     );
+    Ok(())
+}
+
+/// Arguments of `tunesmith models fetch`.
+#[derive(Args)]
+pub struct FetchArgs {
+    /// Which model (`smollm2-135m-instruct`).
+    #[arg(value_parser = known_id)]
+    pub id: String,
+    /// Keep it here instead of the cache folder
+    /// (`$TUNESMITH_CACHE_DIR/models`, else `~/.cache/tunesmith/models`).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn known_id(s: &str) -> Result<String, String> {
+    match fetching::find(s) {
+        Some(m) => Ok(m.id.to_string()),
+        None => Err(format!(
+            "unknown model; Tunesmith can fetch: {}",
+            fetching::KNOWN
+                .iter()
+                .map(|m| format!("{} ({})", m.id, m.title))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+pub fn fetch(args: FetchArgs) -> Result<()> {
+    let model = fetching::find(&args.id).context("unknown model id")?;
+    let dir = match args.dir {
+        Some(d) => d,
+        None => fetching::models_dir().ok_or(fetching::FetchError::NoCacheDir)?,
+    };
+    let path = fetching::fetch(model, &dir, |line| eprintln!("{line}"))?;
+    eprintln!("{}: {}, license {}", model.id, model.title, model.license);
+    println!("{}", path.display());
     Ok(())
 }
