@@ -265,13 +265,20 @@ fn print_gguf(g: &tunesmith::gguf::GgufSummary) {
         println!("name             {name}");
     }
     println!("tensor types     {}", types.join(", "));
-    println!(
-        "tokenizer        {} (pre-tokenizer {}), {} tokens, {} merges",
-        g.tokenizer_model.as_deref().unwrap_or("none"),
-        g.pre_tokenizer.as_deref().unwrap_or("default"),
-        g.tokens,
-        g.merges
-    );
+    match g.tokenizer_model.as_deref() {
+        // SentencePiece stores scores, not merges: ours come from the scores.
+        Some("llama") => println!(
+            "tokenizer        llama (SentencePiece BPE), {} pieces, merges recovered from their scores",
+            g.tokens
+        ),
+        model => println!(
+            "tokenizer        {} (pre-tokenizer {}), {} tokens, {} merges",
+            model.unwrap_or("none"),
+            g.pre_tokenizer.as_deref().unwrap_or("default"),
+            g.tokens,
+            g.merges
+        ),
+    }
     println!(
         "special tokens   bos {}, eos {}, add bos {}",
         g.bos_token.as_deref().unwrap_or("none"),

@@ -125,6 +125,88 @@ fn logits_and_token_ids_match_transformers_reading_the_same_file() {
     }
 }
 
+#[derive(Deserialize)]
+struct SpmCase {
+    name: String,
+    text: Option<String>,
+    messages: Option<Vec<tunesmith::ChatMessage>>,
+    #[serde(default)]
+    add_generation_prompt: bool,
+    add_special_tokens: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct SpmExpected {
+    name: String,
+    token_ids: Vec<u32>,
+    decoded: String,
+}
+
+/// A SentencePiece (`llama`) vocabulary, as Llama 2, TinyLlama and Mistral
+/// files carry it: the ids and decoded text transformers' tokenizer for the
+/// same file gives (tests/fixtures/make_gguf_spm_fixture.py), for text with
+/// runs of spaces, bytes outside the pieces, special tokens written in the
+/// text, and a chat.
+#[test]
+fn a_sentencepiece_vocabulary_tokenizes_as_transformers_does() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/spm");
+    let tokenizer = TextTokenizer::from_dir(&dir.join("tokenizer.gguf")).unwrap();
+    #[derive(Deserialize)]
+    struct Cases {
+        cases: Vec<SpmCase>,
+    }
+    #[derive(Deserialize)]
+    struct Reference {
+        cases: Vec<SpmExpected>,
+        vocab_size: usize,
+    }
+    let cases: Cases =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let expected: Reference =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    assert_eq!(tokenizer.vocab_size(), expected.vocab_size);
+    assert_eq!(cases.cases.len(), expected.cases.len());
+    for (case, want) in cases.cases.iter().zip(&expected.cases) {
+        assert_eq!(case.name, want.name);
+        let ids = match (&case.text, &case.messages) {
+            (Some(text), _) => tokenizer
+                .encode(text, case.add_special_tokens.unwrap_or(true))
+                .unwrap(),
+            (None, Some(messages)) => {
+                tokenizer
+                    .encode_chat(messages, case.add_generation_prompt)
+                    .unwrap()
+                    .1
+            }
+            (None, None) => panic!("case {} has neither text nor messages", case.name),
+        };
+        assert_eq!(ids, want.token_ids, "{}: token ids", case.name);
+        assert_eq!(
+            tokenizer.decode(&ids, true).unwrap(),
+            want.decoded,
+            "{}: decoded text",
+            case.name
+        );
+    }
+
+    // Without the scores there are no merges to recover: the error says so.
+    let mut bytes = std::fs::read(dir.join("tokenizer.gguf")).unwrap();
+    let at = find(&bytes, b"tokenizer.ggml.scores");
+    bytes[at..at + 9].copy_from_slice(b"tokenizeX");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("no-scores.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    let msg = match TextTokenizer::from_dir(&path) {
+        Ok(_) => panic!("a SentencePiece vocabulary without scores loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        msg.contains("tokenizer.ggml.scores") && msg.contains("no-scores.gguf"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn a_model_path_may_name_the_file_itself() {
     let dir = &gguf_fixtures()[0];
