@@ -209,7 +209,19 @@ fn models_found_on_the_machine_can_be_opened_without_a_dialog() {
     assert!(refused.contains("was not chosen"), "{refused}");
     let listing = app.ok("list_models", json!({}));
     let models = listing["models"].as_array().unwrap();
-    assert_eq!(models.len(), 4, "{listing:#}");
+    let mut names: Vec<&str> = models.iter().filter_map(|m| m["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "llama/model.gguf",
+            "mistral/model.gguf",
+            "qwen2/model.gguf",
+            "qwen3/model.gguf",
+            "spm/tokenizer.gguf"
+        ],
+        "{listing:#}"
+    );
     let qwen2 = models
         .iter()
         .find(|m| m["name"] == "qwen2/model.gguf")
