@@ -4,7 +4,9 @@
 # window, ranks them by the SFT guide's early dynamics, then runs every
 # candidate to the end so the candidate kept can be compared with the one
 # whose best validation loss is lowest (and with the naive pick, the lowest
-# early training loss, and with chance).
+# early training loss, with the guide's rank over all candidates at once —
+# triage's rule before it ranked within each effective batch — and with
+# chance).
 #
 #   bench/triage.sh [SEEDS]       (default 5; the bundled tiny model)
 #   GRID="lr=3e-4,1e-3,3e-3,1e-2" EPOCHS=2 bench/triage.sh
@@ -46,6 +48,7 @@ done
 
 hits=0
 naive_hits=0
+across_hits=0
 for seed in $(seq 1 "$SEEDS"); do
     "$BIN" triage "$PRESET" "${GRIDS[@]}" --run-all --json "${SETS[@]}" \
         --set output.runs_dir="$WORK" --set model.backend=cpu \
@@ -57,7 +60,16 @@ r = json.load(open(sys.argv[1]))
 c = r["candidates"]
 kept, best = r["kept"], r["best_at_end"]
 # The naive pick for comparison: the lowest early training loss.
-naive = min((i for i, x in enumerate(c) if x["early"]), key=lambda i: c[i]["early"]["mean_loss"])
+healthy = [i for i, x in enumerate(c) if x["early"] and not x["diverged"]]
+naive = min(healthy, key=lambda i: c[i]["early"]["mean_loss"])
+# The rule before: rank-sum over all candidates (gradient norm ascending,
+# loss descending, ties by gradient norm), whatever their batch.
+def ranks(key):
+    order = sorted(healthy, key=key)
+    return {i: r for r, i in enumerate(order)}
+by_norm = ranks(lambda i: c[i]["early"]["mean_grad_norm"])
+by_loss = ranks(lambda i: -c[i]["early"]["mean_loss"])
+across = min(healthy, key=lambda i: (by_norm[i] + by_loss[i], c[i]["early"]["mean_grad_norm"]))
 order = sorted((x for x in c if x["rank"] is not None), key=lambda x: x["rank"])
 losses = " ".join(f'{x["name"]}={x["best_val_loss"]:.4f}' for x in c if x["best_val_loss"] is not None)
 # Regret: how much worse the pick's best validation loss is than the best one's.
@@ -65,15 +77,20 @@ low = c[best]["best_val_loss"] if best is not None else None
 def regret(i):
     v = c[i]["best_val_loss"]
     return f"{v - low:+.4f}" if v is not None and low is not None else "-"
-print(f'{int(kept == best)} {int(naive == best)} kept={c[kept]["name"]} ({regret(kept)}) '
+# What triage itself ran: the early windows plus its batch leaders to the end.
+cost = sum(x["total_steps"] if x["rank"] == 0 else x["early_steps"] for x in c)
+print(f'{int(kept == best)} {int(naive == best)} {int(across == best)} kept={c[kept]["name"]} ({regret(kept)}) '
+      f'ranked-across-batches={c[across]["name"]} ({regret(across)}) '
       f'lowest-early-loss={c[naive]["name"]} ({regret(naive)}) best={c[best]["name"] if best is not None else "-"} '
-      f'early-order={">".join(x["name"] for x in order)} steps={r["steps_run"]}/{r["steps_all_to_end"]} | {losses}')
+      f'early-order={">".join(x["name"] for x in order)} triage-cost={cost}/{r["steps_all_to_end"]} steps | {losses}')
 PY
 )
-    read -r hit naive rest <<<"$line"
+    read -r hit naive across rest <<<"$line"
     echo "seed $seed: $rest"
     hits=$((hits + hit))
     naive_hits=$((naive_hits + naive))
+    across_hits=$((across_hits + across))
 done
 echo "triage kept the candidate with the best final validation loss in $hits of $SEEDS seeds (grid $GRID, $EPOCHS epochs, $PRESET)"
+echo "ranking all candidates at once (the rule before ranking within each effective batch) picked it in $across_hits of $SEEDS"
 echo "the lowest early training loss picked it in $naive_hits of $SEEDS; a random pick would in 1 of $n"

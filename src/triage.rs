@@ -1,8 +1,18 @@
 //! Triage of trial runs (the SFT guide, Pareja et al. 2024): every
 //! candidate of a grid runs for the advisor's early window only; the
-//! candidates are ranked by their early dynamics (lower gradient norm and
-//! higher loss predict the better final model); the most promising one
-//! continues to the end and the others stay stopped, their compute saved.
+//! candidates that share an effective batch are ranked by their early
+//! dynamics (lower gradient norm and higher loss predict the better final
+//! model); the most promising of each effective batch continues to the
+//! end, the one with the lowest validation loss is kept, and the others
+//! stay stopped, their compute saved.
+//!
+//! Why not rank across batch sizes: a mini-batch gradient's norm shrinks
+//! with the batch by sampling noise alone, and an early window that is a
+//! share of the planned steps gives a larger batch fewer updates, so its
+//! loss is higher too. Both indicators then favour the largest batch
+//! whatever it ends at; on SmolLM2-135M-Instruct (bench/triage.sh, 4
+//! learning rates x 2 batches, 3 seeds) the rank over all candidates kept
+//! the larger batch every time and never the one that ended best.
 //!
 //! Candidates are ordinary runs inside one parent folder, which also gets
 //! the comparison: `triage.json`, `triage.md` (a table) and `triage.svg`
@@ -195,11 +205,14 @@ pub struct CandidateResult {
     pub name: String,
     pub settings: BTreeMap<String, String>,
     pub run_dir: PathBuf,
+    /// Examples per optimizer step (micro-batch x accumulation): candidates
+    /// are ranked only against those of the same effective batch.
+    pub effective_batch: usize,
     /// Steps the early window covers for this candidate.
     pub early_steps: usize,
     pub early: Option<EarlySummary>,
-    /// By the guide's indicators, 0 = most promising; `None` when it
-    /// diverged or failed.
+    /// By the guide's indicators among the candidates of its effective
+    /// batch, 0 = most promising; `None` when it diverged or failed.
     pub rank: Option<usize>,
     pub likely_worse: bool,
     /// It diverged or failed in its early window.
@@ -262,6 +275,7 @@ pub fn triage_config(
         let mut config = RunConfig::from_toml_str(&text, &c.name, Path::new("/"), &c.overrides)?;
         config.output.runs_dir = dir.clone();
         config.output.name = c.name.clone();
+        let effective_batch = config.train.micro_batch * config.train.grad_accum;
         let handle = Session::start(config).map_err(|source| TriageError::Run {
             candidate: c.name.clone(),
             source: Box::new(source),
@@ -276,6 +290,7 @@ pub fn triage_config(
             name: c.name.clone(),
             settings: c.settings.clone(),
             run_dir,
+            effective_batch,
             early_steps: 0,
             early: None,
             rank: None,
@@ -346,20 +361,10 @@ pub fn triage_config(
     if healthy.is_empty() {
         return Err(TriageError::AllDiverged);
     }
-    let summaries: Vec<EarlySummary> = healthy.iter().filter_map(|&i| results[i].early).collect();
-    for v in rank_siblings(&summaries) {
-        let r = &mut results[healthy[v.index]];
-        r.rank = Some(v.rank);
-        r.likely_worse = v.likely_worse;
-    }
-    let kept = healthy
-        .iter()
-        .copied()
-        .min_by_key(|&i| results[i].rank)
-        .unwrap_or(healthy[0]);
-    results[kept].kept = true;
+    let leaders = rank_within_batches(&mut results, &healthy);
+    // Leaders first (each batch's best), then each batch's second, ...
     let mut order: Vec<usize> = healthy.clone();
-    order.sort_by_key(|&i| results[i].rank);
+    order.sort_by_key(|&i| (results[i].rank, results[i].effective_batch));
     on_event(&TriageEvent::Ranked {
         order: order.iter().map(|&i| results[i].name.clone()).collect(),
     });
@@ -367,11 +372,13 @@ pub fn triage_config(
     let to_end: Vec<usize> = if options.run_all_to_end {
         order.clone()
     } else {
-        vec![kept]
+        leaders.clone()
     };
     for i in to_end {
         finish(&mut results[i], &mut on_event)?;
     }
+    let kept = choose_kept(&results, &leaders);
+    results[kept].kept = true;
 
     let best_at_end = options
         .run_all_to_end
@@ -399,6 +406,59 @@ pub fn triage_config(
     };
     write_comparison(&report)?;
     Ok(report)
+}
+
+/// Ranks the `healthy` candidates by the guide's indicators among those of
+/// the same effective batch (setting `rank` and `likely_worse`) and returns
+/// each batch's most promising one, smallest batch first.
+fn rank_within_batches(results: &mut [CandidateResult], healthy: &[usize]) -> Vec<usize> {
+    let mut batches: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &i in healthy {
+        batches
+            .entry(results[i].effective_batch)
+            .or_default()
+            .push(i);
+    }
+    let mut leaders = Vec::new();
+    for members in batches.values() {
+        let summaries: Vec<EarlySummary> =
+            members.iter().filter_map(|&i| results[i].early).collect();
+        // Healthy candidates all have a summary, so indices line up.
+        debug_assert_eq!(summaries.len(), members.len());
+        for v in rank_siblings(&summaries) {
+            let r = &mut results[members[v.index]];
+            r.rank = Some(v.rank);
+            r.likely_worse = v.likely_worse;
+        }
+        if let Some(&lead) = members.iter().min_by_key(|&&i| results[i].rank) {
+            leaders.push(lead);
+        }
+    }
+    leaders
+}
+
+/// The candidate kept among the batch leaders, which have run to the end:
+/// the lowest best validation loss. Without a validation loss for every
+/// leader (no validation split), the guide's rank across the leaders'
+/// early summaries decides, with its bias towards larger batches.
+fn choose_kept(results: &[CandidateResult], leaders: &[usize]) -> usize {
+    let val = |i: usize| results[i].best_val_loss.filter(|v| v.is_finite());
+    if leaders.iter().all(|&i| val(i).is_some()) {
+        if let Some(best) = leaders.iter().copied().min_by(|&a, &b| {
+            val(a)
+                .unwrap_or(f64::INFINITY)
+                .total_cmp(&val(b).unwrap_or(f64::INFINITY))
+        }) {
+            return best;
+        }
+    }
+    let summaries: Vec<EarlySummary> = leaders.iter().filter_map(|&i| results[i].early).collect();
+    if summaries.len() == leaders.len() {
+        if let Some(v) = rank_siblings(&summaries).iter().min_by_key(|v| v.rank) {
+            return leaders[v.index];
+        }
+    }
+    leaders.first().copied().unwrap_or(0)
 }
 
 /// Resumes a candidate from its early-window checkpoint to the end.
@@ -479,8 +539,8 @@ fn write_comparison(report: &TriageReport) -> Result<(), TriageError> {
 pub fn table(report: &TriageReport) -> String {
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
     let mut out = String::from(
-        "| candidate | early loss | early grad norm | rank | verdict | steps | best val loss |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| candidate | effective batch | early loss | early grad norm | rank in its batch | verdict | steps | best val loss |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     for c in &report.candidates {
         let verdict = if c.diverged {
@@ -501,8 +561,9 @@ pub fn table(report: &TriageReport) -> String {
             format!("{standing}, {end}")
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {}/{} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {}/{} | {} |\n",
             c.name,
+            c.effective_batch,
             f(c.early.map(|e| e.mean_loss)),
             f(c.early.map(|e| e.mean_grad_norm)),
             c.rank.map_or("-".into(), |r| (r + 1).to_string()),
@@ -550,6 +611,65 @@ mod tests {
             ["train.learning_rate=3e-3", "train.grad_accum=4"]
         );
         assert_eq!(c[1].settings["effective_batch"], "16");
+    }
+
+    /// A healthy candidate with an early summary (and a validation loss if
+    /// it ran to the end).
+    fn ran(name: &str, batch: usize, loss: f64, norm: f64, val: Option<f64>) -> CandidateResult {
+        CandidateResult {
+            name: name.into(),
+            settings: BTreeMap::new(),
+            run_dir: PathBuf::from(name),
+            effective_batch: batch,
+            early_steps: 3,
+            early: Some(EarlySummary {
+                mean_loss: loss,
+                mean_grad_norm: norm,
+                steps: 3,
+                complete: true,
+            }),
+            rank: None,
+            likely_worse: false,
+            diverged: false,
+            kept: false,
+            steps: 3,
+            total_steps: 30,
+            best_val_loss: val,
+            final_val_loss: val,
+        }
+    }
+
+    #[test]
+    fn candidates_are_ranked_within_their_effective_batch_and_the_leaders_compared_at_the_end() {
+        // Shaped like SmolLM2's triage: within a batch the higher rate has
+        // the lower gradient norm and ends better; the larger batch shows a
+        // lower norm and a higher loss at every rate but ends worse.
+        let mut c = vec![
+            ran("1e-4/8", 8, 4.0, 3.0, Some(3.03)),
+            ran("1e-3/8", 8, 3.6, 2.0, Some(1.77)),
+            ran("1e-4/16", 16, 4.4, 2.2, Some(3.76)),
+            ran("1e-3/16", 16, 4.1, 1.4, Some(2.04)),
+        ];
+        let all: Vec<EarlySummary> = c.iter().filter_map(|r| r.early).collect();
+        let across = rank_siblings(&all);
+        assert_eq!(across[3].rank, 0, "ranked across batches, 1e-3/16 leads");
+
+        let leaders = rank_within_batches(&mut c, &[0, 1, 2, 3]);
+        assert_eq!(leaders, [1, 3], "each batch's higher rate leads it");
+        let ranks: Vec<Option<usize>> = c.iter().map(|r| r.rank).collect();
+        assert_eq!(ranks, [Some(1), Some(0), Some(1), Some(0)]);
+        assert_eq!(choose_kept(&c, &leaders), 1, "the leader that ends best");
+
+        // No validation split: the leaders' early dynamics decide.
+        for r in &mut c {
+            r.best_val_loss = None;
+        }
+        assert_eq!(choose_kept(&c, &leaders), 3);
+        // One batch: its leader, as before.
+        let mut one = vec![c[0].clone(), c[1].clone()];
+        let leaders = rank_within_batches(&mut one, &[0, 1]);
+        assert_eq!(leaders, [1]);
+        assert_eq!(choose_kept(&one, &leaders), 1);
     }
 
     #[test]

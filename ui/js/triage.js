@@ -148,7 +148,7 @@ function render() {
         h("th", { scope: "col", class: "num" }, "Step"),
         h("th", { scope: "col", class: "num" }, "Early loss"),
         h("th", { scope: "col", class: "num" }, "Early grad norm"),
-        h("th", { scope: "col", class: "num" }, "Rank"),
+        h("th", { scope: "col", class: "num", title: "Rank among the candidates of the same effective batch" }, "Rank in batch"),
         h("th", { scope: "col" }, "Verdict"))),
       h("tbody", { "aria-live": "polite" }))),
     h("p", { class: "muted triage-ranked", testid: "triage-ranked" }),
@@ -183,7 +183,7 @@ function renderStatus() {
       h("td", { class: "num" }, r?.rank != null ? String(r.rank + 1) : "—"),
       h("td", {}, cls ? h("span", { class: ["status", cls], testid: "triage-verdict" }, text) : h("span", { testid: "triage-verdict" }, text)));
   }));
-  el.querySelector(".triage-ranked").textContent = t.order ? `Ranked by early dynamics, best first: ${t.order.join(", ")}` : "";
+  el.querySelector(".triage-ranked").textContent = t.order ? `Ranked by early dynamics within each effective batch, best first: ${t.order.join(", ")}` : "";
 
   const errEl = el.querySelector("[data-testid=triage-error]");
   errEl.hidden = !t.error;
