@@ -382,18 +382,7 @@ pub fn triage_config(
 
     let best_at_end = options
         .run_all_to_end
-        .then(|| {
-            healthy
-                .iter()
-                .copied()
-                .filter(|&i| results[i].best_val_loss.is_some_and(f64::is_finite))
-                .min_by(|&a, &b| {
-                    results[a]
-                        .best_val_loss
-                        .unwrap_or(f64::INFINITY)
-                        .total_cmp(&results[b].best_val_loss.unwrap_or(f64::INFINITY))
-                })
-        })
+        .then(|| lowest_val_loss(&results, &healthy))
         .flatten();
     let report = TriageReport {
         dir: dir.clone(),
@@ -442,13 +431,9 @@ fn rank_within_batches(results: &mut [CandidateResult], healthy: &[usize]) -> Ve
 /// leader (no validation split), the guide's rank across the leaders'
 /// early summaries decides, with its bias towards larger batches.
 fn choose_kept(results: &[CandidateResult], leaders: &[usize]) -> usize {
-    let val = |i: usize| results[i].best_val_loss.filter(|v| v.is_finite());
-    if leaders.iter().all(|&i| val(i).is_some()) {
-        if let Some(best) = leaders.iter().copied().min_by(|&a, &b| {
-            val(a)
-                .unwrap_or(f64::INFINITY)
-                .total_cmp(&val(b).unwrap_or(f64::INFINITY))
-        }) {
+    let has_val = |i: usize| results[i].best_val_loss.is_some_and(f64::is_finite);
+    if leaders.iter().all(|&i| has_val(i)) {
+        if let Some(best) = lowest_val_loss(results, leaders) {
             return best;
         }
     }
@@ -459,6 +444,16 @@ fn choose_kept(results: &[CandidateResult], leaders: &[usize]) -> usize {
         }
     }
     leaders.first().copied().unwrap_or(0)
+}
+
+/// Of `among`, the candidate with the lowest finite best validation loss.
+fn lowest_val_loss(results: &[CandidateResult], among: &[usize]) -> Option<usize> {
+    among
+        .iter()
+        .copied()
+        .filter_map(|i| Some((i, results[i].best_val_loss.filter(|v| v.is_finite())?)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
 }
 
 /// Resumes a candidate from its early-window checkpoint to the end.
