@@ -432,16 +432,16 @@ fn rank_within_batches(results: &mut [CandidateResult], healthy: &[usize]) -> Ve
 /// early summaries decides, with its bias towards larger batches.
 fn choose_kept(results: &[CandidateResult], leaders: &[usize]) -> usize {
     let has_val = |i: usize| results[i].best_val_loss.is_some_and(f64::is_finite);
-    if leaders.iter().all(|&i| has_val(i)) {
-        if let Some(best) = lowest_val_loss(results, leaders) {
-            return best;
-        }
+    if leaders.iter().all(|&i| has_val(i))
+        && let Some(best) = lowest_val_loss(results, leaders)
+    {
+        return best;
     }
     let summaries: Vec<EarlySummary> = leaders.iter().filter_map(|&i| results[i].early).collect();
-    if summaries.len() == leaders.len() {
-        if let Some(v) = rank_siblings(&summaries).iter().min_by_key(|v| v.rank) {
-            return leaders[v.index];
-        }
+    if summaries.len() == leaders.len()
+        && let Some(v) = rank_siblings(&summaries).iter().min_by_key(|v| v.rank)
+    {
+        return leaders[v.index];
     }
     leaders.first().copied().unwrap_or(0)
 }
