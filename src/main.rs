@@ -70,6 +70,9 @@ enum Command {
     /// early window only, keep the most promising by the SFT guide's early
     /// dynamics (lower gradient norm, higher loss), and finish it.
     Triage(cli::triage::TriageArgs),
+    /// The fine-tuning methods this build trains: each card's paper, when
+    /// to choose it, and its [method] keys with default and range.
+    Methods(cli::methods::MethodsArgs),
 }
 
 #[derive(Subcommand)]
@@ -196,6 +199,7 @@ fn main() -> Result<()> {
         Command::Data(DataCommand::Inspect(args)) => cli::data::inspect_cmd(args),
         Command::Export(args) => cli::export::export_cmd(args),
         Command::Triage(args) => cli::triage::triage_cmd(args),
+        Command::Methods(args) => cli::methods::methods(args),
     }
 }
 

@@ -4,13 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
 use tunesmith::catalog::Listing;
 use tunesmith::config::RunConfig;
 use tunesmith::data::{DataReport, Format, LoadOptions};
-use tunesmith::methods::{LINEAR_MODULES, LoraConfig, MethodConfig};
+use tunesmith::methods::catalog::{MethodSpec, catalog};
 use tunesmith::plan::Estimate;
 use tunesmith::{BackendChoice, ModelSummary, TextTokenizer};
 
@@ -159,53 +158,11 @@ fn real_quickstart(state: &AppState) -> AppResult<Option<Preset>> {
     }))
 }
 
-/// A method card.
-#[derive(Debug, Clone, Serialize)]
-pub struct MethodCard {
-    pub id: String,
-    pub title: String,
-    pub when: String,
-    /// The `[method]` table to use when the card is chosen.
-    pub config: Value,
-}
-
-/// `methods` → one card per method the engine trains.
+/// `methods` → one card per method the engine trains, with the fields the
+/// method step edits (the engine's own list, as `tunesmith methods --json`).
 #[tauri::command(rename_all = "snake_case")]
-pub fn methods() -> Vec<MethodCard> {
-    let lora = LoraConfig::default();
-    let card = |id: &str, title: &str, when: &str, config: MethodConfig| MethodCard {
-        id: id.into(),
-        title: title.into(),
-        when: when.into(),
-        config: serde_json::to_value(config).unwrap_or(Value::Null),
-    };
-    vec![
-        card(
-            "lora",
-            "LoRA",
-            "The usual choice: small trainable adapters beside the frozen model; little memory, exports as a small adapter.",
-            MethodConfig::Lora(LoraConfig {
-                target_modules: LINEAR_MODULES.iter().map(|m| m.to_string()).collect(),
-                ..lora.clone()
-            }),
-        ),
-        card(
-            "rslora",
-            "rsLoRA",
-            "LoRA scaled by alpha/sqrt(rank) instead of alpha/rank: learns steadily at high ranks (64 and up).",
-            MethodConfig::Lora(LoraConfig {
-                target_modules: LINEAR_MODULES.iter().map(|m| m.to_string()).collect(),
-                use_rslora: true,
-                ..lora
-            }),
-        ),
-        card(
-            "full",
-            "Full fine-tuning",
-            "Trains every weight: the most capacity, but gradients and optimizer state for the whole model (about 4x its size).",
-            MethodConfig::Full(Default::default()),
-        ),
-    ]
+pub fn methods() -> Vec<MethodSpec> {
+    catalog()
 }
 
 /// A backend and whether it can run here.

@@ -6,7 +6,8 @@ use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::{LINEAR_MODULES, Method, MethodError, linear_shape};
+use super::catalog::{FieldKind, FieldSpec, MethodSpec};
+use super::{LINEAR_MODULES, Method, MethodConfig, MethodError, linear_shape};
 use crate::model::{CausalLm, ModelConfig};
 
 /// Per-layer modules besides the linear layers that full fine-tuning can train.
@@ -38,6 +39,35 @@ impl Default for FullConfig {
             layers: Vec::new(),
         }
     }
+}
+
+/// The full fine-tuning card, selecting `config`.
+pub fn spec(config: FullConfig) -> MethodSpec {
+    let mut options = vec!["all"];
+    options.extend(LINEAR_MODULES);
+    options.extend(NORM_MODULES);
+    options.extend(GLOBAL_MODULES);
+    MethodSpec::new(
+        "full",
+        "Full fine-tuning",
+        None,
+        "Trains every weight: the most capacity, but gradients and optimizer state for the whole model (about 4x its size).",
+        MethodConfig::Full(config),
+        vec![
+            FieldSpec::new(
+                "modules",
+                "Modules",
+                "what to train: all, linear layers, norms (q_norm and k_norm on qwen3), embed_tokens, lm_head (untied models)",
+                FieldKind::Subset { options },
+            ),
+            FieldSpec::new(
+                "layers",
+                "Layers",
+                "decoder layers (0-based) whose per-layer modules train; empty = all",
+                FieldKind::Layers,
+            ),
+        ],
+    )
 }
 
 impl FullConfig {

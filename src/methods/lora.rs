@@ -10,7 +10,8 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::{LINEAR_MODULES, Method, MethodError, leaf_name, linear_shape};
+use super::catalog::{FieldKind, FieldSpec, MethodSpec};
+use super::{LINEAR_MODULES, Method, MethodConfig, MethodError, leaf_name, linear_shape};
 use crate::model::{CausalLm, ModelConfig};
 
 /// The `[method]` keys of `kind = "lora"`.
@@ -56,6 +57,83 @@ impl LoraConfig {
         let leaf = leaf_name(name);
         self.target_modules.iter().any(|t| t == leaf)
     }
+}
+
+const LORA_PAPER: &str = "Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models";
+
+/// The LoRA fields, shared by the LoRA and rsLoRA cards.
+fn fields() -> Vec<FieldSpec> {
+    vec![
+        FieldSpec::new(
+            "rank",
+            "Rank",
+            "rank r of the update; at most the smaller side of every target layer",
+            FieldKind::Int { min: 1, max: None },
+        ),
+        FieldSpec::new(
+            "alpha",
+            "Alpha",
+            "the update is scaled by alpha/r (alpha/sqrt(r) with rsLoRA)",
+            FieldKind::Float {
+                min: 0.0,
+                min_open: true,
+                max: None,
+                max_open: false,
+            },
+        ),
+        FieldSpec::new(
+            "dropout",
+            "Dropout",
+            "dropout on the adapter input, training only",
+            FieldKind::Float {
+                min: 0.0,
+                min_open: false,
+                max: Some(1.0),
+                max_open: true,
+            },
+        ),
+        FieldSpec::new(
+            "target_modules",
+            "Target modules",
+            "the linear layers that get an adapter, by HF name",
+            FieldKind::Subset {
+                options: LINEAR_MODULES.to_vec(),
+            },
+        ),
+        FieldSpec::new(
+            "use_rslora",
+            "Rank-stabilised scaling",
+            "rank-stabilised scaling alpha/sqrt(r) (rsLoRA)",
+            FieldKind::Bool,
+        ),
+    ]
+}
+
+/// The LoRA card, selecting `config`.
+pub fn spec(config: LoraConfig) -> MethodSpec {
+    MethodSpec::new(
+        "lora",
+        "LoRA",
+        Some(LORA_PAPER),
+        "The usual choice: small trainable adapters beside the frozen model; little memory, exports as a small adapter.",
+        MethodConfig::Lora(config),
+        fields(),
+    )
+}
+
+/// The rsLoRA card: LoRA with `use_rslora` on.
+pub fn rslora_spec() -> MethodSpec {
+    MethodSpec::new(
+        "rslora",
+        "rsLoRA",
+        Some("Kalajdzievski 2023, A Rank Stabilization Scaling Factor for Fine-Tuning with LoRA"),
+        "LoRA scaled by alpha/sqrt(rank) instead of alpha/rank: learns steadily at high ranks (64 and up).",
+        MethodConfig::Lora(LoraConfig {
+            use_rslora: true,
+            ..LoraConfig::default()
+        }),
+        fields(),
+    )
 }
 
 impl Method for LoraConfig {

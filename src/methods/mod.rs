@@ -3,6 +3,7 @@
 //! into the model to train. Methods that add weights beside a linear layer
 //! (LoRA and its relatives) do so through [`Adapter`].
 
+pub mod catalog;
 pub mod full;
 pub mod lora;
 

@@ -8,8 +8,9 @@ const FLOAT = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 const INT = /^[+-]?\d+$/;
 
 /**
- * Checks one field. spec: {path, label, kind: "int"|"float", min: "gt0"|"ge0"}.
- * Returns {value} or {error}.
+ * Checks one field. spec: {path, label, kind: "int"|"float", min: "gt0"|"ge0"},
+ * or with numeric bounds as the engine's method fields give them:
+ * {min, minOpen, max, maxOpen} (max may be null). Returns {value} or {error}.
  */
 export function parseField(spec, raw) {
   const text = String(raw ?? "").trim();
@@ -22,6 +23,14 @@ export function parseField(spec, raw) {
   if (!Number.isFinite(value)) return { error: `${spec.label} must be a finite number.` };
   if (spec.min === "gt0" && !(value > 0)) return { error: `${spec.label} must be greater than 0.` };
   if (spec.min === "ge0" && !(value >= 0)) return { error: `${spec.label} must be 0 or more.` };
+  if (typeof spec.min === "number") {
+    if (spec.minOpen && !(value > spec.min)) return { error: `${spec.label} must be greater than ${spec.min}.` };
+    if (!spec.minOpen && !(value >= spec.min)) return { error: `${spec.label} must be ${spec.min} or more.` };
+  }
+  if (typeof spec.max === "number") {
+    if (spec.maxOpen && !(value < spec.max)) return { error: `${spec.label} must be less than ${spec.max}.` };
+    if (!spec.maxOpen && !(value <= spec.max)) return { error: `${spec.label} must be ${spec.max} or less.` };
+  }
   return { value };
 }
 

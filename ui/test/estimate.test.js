@@ -62,16 +62,16 @@ test("an estimate rejection shows next to the controls; module checkboxes change
   await waitText(page, "estimate-error", /method\.rank = 5/);
   // Only q_proj and v_proj at rank 8: the recorded estimate.s numbers.
   await typeInto(page, "rank-input", "8");
-  for (const m of ["k_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) await page.click(sel(`module-${m}`));
+  for (const m of ["k_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) await page.click(sel(`target_modules-${m}`));
   await waitText(page, "trainable-params", /14\.3 K/);
   assert.equal(await page.$(sel("estimate-error")), null);
   const last = (await calls(page, "estimate")).at(-1);
   assert.deepEqual(last.args.config.method.target_modules, ["q_proj", "v_proj"]);
   // No module at all blocks Next.
-  await page.click(sel("module-q_proj"));
-  await page.click(sel("module-v_proj"));
+  await page.click(sel("target_modules-q_proj"));
+  await page.click(sel("target_modules-v_proj"));
   await click(page, "wizard-next");
-  assert.match(await page.$eval("#step-message", (e) => e.textContent), /at least one target module/);
+  assert.match(await page.$eval("#step-message", (e) => e.textContent), /Target modules: choose at least one/);
   await assertClean(t, app);
 });
 
@@ -107,5 +107,43 @@ test("the estimate says whether the run fits, and a suggested saver applies to t
     const model = window.__fake.calls.filter((c) => c.cmd === "estimate").at(-1).args.config.model;
     return model.quantize === "q4_0" && model.dtype === "bf16";
   });
+  await assertClean(t, app);
+});
+
+test("each card shows the engine's fields for its method: rsLoRA's switch, full fine-tuning's modules and layers", async (t) => {
+  const app = await openApp(env);
+  const { page } = app;
+  await toMethodStep(page);
+  // LoRA: the engine's number fields and one checkbox per target module; a quantized base is offered.
+  for (const id of ["rank-input", "alpha-input", "dropout-input", "use_rslora-input", "quantize-input"]) {
+    assert.ok(await page.$(sel(id)), `${id} on the LoRA card`);
+  }
+  assert.equal(await page.$eval(sel("use_rslora-input"), (e) => e.checked), false);
+  // rsLoRA: the same fields, its switch on, and the config carries it.
+  await click(page, "method-rslora");
+  assert.equal(await page.$eval(sel("use_rslora-input"), (e) => e.checked), true);
+  await page.waitForFunction(() => window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method.use_rslora === true);
+  await waitText(page, "trainable-params", /148 K/);
+  // A dropout of 1 is outside the engine's range [0, 1): the message says so and Next stays.
+  await typeInto(page, "dropout-input", "1");
+  await click(page, "wizard-next");
+  assert.match(await page.$eval("#step-message", (e) => e.textContent), /Dropout must be less than 1/);
+  await typeInto(page, "dropout-input", "0.1");
+  // Full fine-tuning: its own fields from the engine, no LoRA fields, no quantized base.
+  await click(page, "method-full");
+  for (const id of ["rank-input", "alpha-input", "use_rslora-input", "quantize-input"]) {
+    assert.equal(await page.$(sel(id)), null, `${id} is not a full fine-tuning field`);
+  }
+  assert.equal(await page.$eval(sel("modules-all"), (e) => e.checked), true);
+  assert.ok(await page.$(sel("modules-lm_head")));
+  await page.click(sel("modules-all"));
+  await page.click(sel("modules-q_proj"));
+  await typeInto(page, "layers-input", "0, 1");
+  await page.waitForFunction(() => {
+    const c = window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1);
+    return c && JSON.stringify(c.args.config.method.layers) === "[0,1]";
+  });
+  const method = (await calls(page, "estimate")).at(-1).args.config.method;
+  assert.deepEqual(method, { kind: "full", modules: ["q_proj"], layers: [0, 1] });
   await assertClean(t, app);
 });

@@ -4,8 +4,8 @@
 # metrics.jsonl and config.toml), the runs list, an export report and error,
 # a triage over learning rates, and base/tuned generations for the chat view. Run from anywhere:
 #   ui/test/record-fixtures.sh [path/to/tunesmith]
-# Nothing here is hand-written except methods.json and backends.json (the
-# app's own lists, not engine numbers); derive-fixtures.py turns these
+# Nothing here is hand-written except backends.json (the app's own list, not
+# engine numbers); derive-fixtures.py turns these
 # recordings into the shapes the app's commands return (see its header).
 set -euo pipefail
 export RUST_BACKTRACE=0
@@ -35,6 +35,9 @@ done
 "$T" data inspect "$CHAT" --format alpaca --model "$MODEL" --json > "$OUT/data/chat-sample.alpaca.model.json" || true
 "$T" data inspect "$CHAT" --format text --model "$MODEL" --json > "$OUT/data/chat-sample.text.model.json" || true
 "$T" data inspect "$ALPACA" --max-length 128 --model "$MODEL" --json > "$OUT/data/alpaca-sample.auto.model.128.json"
+
+echo "== methods"
+"$T" methods --json | python3 -m json.tool --indent 1 > "$OUT/methods.json"
 
 echo "== model inspect"
 "$T" model inspect "$MODEL" --json > "$OUT/model-tiny-llama.json"

@@ -61,7 +61,7 @@ test("wizard keeps state on Back, blocks Next until valid, and starts the edited
   await typeInto(page, "rank-input", "0");
   await click(page, "wizard-next");
   assert.deepEqual(await visibleStep(page), ["method"]);
-  assert.match(await page.$eval("#step-message", (e) => e.textContent), /Rank must be greater than 0/);
+  assert.match(await page.$eval("#step-message", (e) => e.textContent), /Rank must be 1 or more/);
   await typeInto(page, "rank-input", "8");
   await click(page, "wizard-next");
   assert.deepEqual(await visibleStep(page), ["training"]);

@@ -1,7 +1,9 @@
-// Wizard step 3: the method cards (from `methods`), LoRA's rank, alpha and
-// target modules, and the engine's estimate of trainable parameters and
-// memory. Estimates are debounced (150 ms) and sequence-numbered, so a slow
-// stale answer never overwrites a newer one.
+// Wizard step 3: the method cards and each card's fields, both from the
+// engine (`methods`: id, title, paper, when to choose it, and every [method]
+// key with its doc, default and range), and the engine's estimate of
+// trainable parameters and memory. A new method in the engine appears here
+// with its fields and no change to this file. Estimates are debounced (150 ms)
+// and sequence-numbered, so a slow stale answer never overwrites a newer one.
 
 import { app, wizard, emit, setPath } from "../state.js";
 import { h, field, clone, replace } from "../dom.js";
@@ -9,26 +11,36 @@ import { invoke } from "../ipc.js";
 import { bytes, count } from "../format.js";
 import { firstError, rawValue, updateField, resetFields } from "../validate.js";
 
-export const TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-export const RANK = { path: "method.rank", label: "Rank", kind: "int", min: "gt0", testid: "rank-input" };
-export const ALPHA = { path: "method.alpha", label: "Alpha", kind: "float", min: "gt0", testid: "alpha-input" };
 const DEBOUNCE_MS = 150;
 
 let timer = null;
 let estimateSeq = 0;
 let estimateEl = null;
 
-const isLora = () => wizard.config?.method?.kind === "lora";
+/** The chosen card. */
+const card = () => app.methods.find((x) => x.id === wizard.methodId);
+const frozenBase = () => card()?.frozen_base ?? true;
+
+/** The number-field spec (validate.js) of an engine field of type int/float. */
+function numberSpec(f) {
+  return {
+    path: `method.${f.key}`, label: f.label, kind: f.type, min: f.min, minOpen: Boolean(f.min_open),
+    max: f.max ?? null, maxOpen: Boolean(f.max_open), testid: `${f.key}-input`,
+  };
+}
+
+const numberFields = () => (card()?.fields ?? []).filter((f) => f.type === "int" || f.type === "float");
 
 /** Selects the method card `id`: its [method] table replaces the config's. */
 export function chooseMethod(id) {
   const m = app.methods.find((x) => x.id === id);
   if (!m) return;
+  const before = numberFields().map((f) => `method.${f.key}`);
   wizard.methodId = id;
   wizard.config.method = clone(m.config);
   // A quantized base is frozen: full fine-tuning trains those weights.
-  if (!isLora() && wizard.config.model) delete wizard.config.model.quantize;
-  resetFields([RANK.path, ALPHA.path]);
+  if (!m.frozen_base && wizard.config.model) delete wizard.config.model.quantize;
+  resetFields([...before, ...numberFields().map((f) => `method.${f.key}`)]);
 }
 
 /** Asks for a new estimate after the debounce delay (if the fields are valid). */
@@ -60,10 +72,11 @@ async function runEstimate() {
 }
 
 function fieldError() {
-  if (!isLora()) return null;
-  const e = firstError([RANK, ALPHA]);
+  const e = firstError(numberFields().map(numberSpec));
   if (e) return e;
-  if (!(wizard.config.method.target_modules ?? []).length) return "Choose at least one target module.";
+  for (const f of card()?.fields ?? []) {
+    if (f.type === "subset" && !(wizard.config.method[f.key] ?? []).length) return `${f.label}: choose at least one.`;
+  }
   return null;
 }
 
@@ -84,16 +97,17 @@ export function render(el) {
           chooseMethod(m.id);
           render(el);
         },
-      }, h("span", { class: "card-title" }, m.title), h("span", { class: "card-text" }, m.when)))),
+      }, h("span", { class: "card-title" }, m.title), h("span", { class: "card-text" }, m.when),
+      m.paper ? h("span", { class: "card-paper" }, m.paper) : null))),
     h("div", { class: "method-body" },
-      h("div", {}, isLora() ? loraControls() : fullControls(), memoryControls()),
+      h("div", {}, methodControls(), memoryControls()),
       estimateEl));
   renderEstimate();
   scheduleEstimate();
 }
 
-function numberInput(spec) {
-  const input = h("input", { type: "text", inputmode: "decimal", testid: spec.testid, value: rawValue(spec), autocomplete: "off" });
+function numberInput(spec, hint) {
+  const input = h("input", { type: "text", inputmode: "decimal", testid: spec.testid, value: rawValue(spec), autocomplete: "off", title: hint });
   const f = field(spec.label, input);
   const showError = (err) => {
     f.error.textContent = err ?? "";
@@ -107,34 +121,69 @@ function numberInput(spec) {
   return f.wrap;
 }
 
-function loraControls() {
+/** One subset field: a checkbox per option, the config keeping the options' order. */
+function subsetControl(f) {
   const method = wizard.config.method;
-  const selected = new Set(method.target_modules ?? TARGET_MODULES);
-  if (!method.target_modules) method.target_modules = [...selected];
-  return h("div", { class: "controls" },
-    h("div", { class: "field-row" }, numberInput(RANK), numberInput(ALPHA)),
-    h("fieldset", { class: "modules" },
-      h("legend", {}, "Target modules"),
-      TARGET_MODULES.map((name) => h("label", { class: "check" },
-        h("input", {
-          type: "checkbox",
-          value: name,
-          checked: selected.has(name),
-          testid: `module-${name}`,
-          onchange: (e) => {
-            if (e.target.checked) selected.add(name);
-            else selected.delete(name);
-            method.target_modules = TARGET_MODULES.filter((n) => selected.has(n));
-            scheduleEstimate();
-          },
-        }), name))));
+  const selected = new Set(method[f.key] ?? f.default ?? []);
+  return h("fieldset", { class: "modules", testid: `${f.key}-input` },
+    h("legend", { title: f.doc }, f.label),
+    f.options.map((name) => h("label", { class: "check" },
+      h("input", {
+        type: "checkbox",
+        value: name,
+        checked: selected.has(name),
+        testid: `${f.key}-${name}`,
+        onchange: (e) => {
+          if (e.target.checked) selected.add(name);
+          else selected.delete(name);
+          method[f.key] = f.options.filter((n) => selected.has(n));
+          emit("wizard:message", null);
+          scheduleEstimate();
+        },
+      }), name)));
 }
 
-function fullControls() {
-  const modules = wizard.config.method.modules ?? ["all"];
+function boolControl(f) {
+  const method = wizard.config.method;
+  return h("label", { class: "check", title: f.doc },
+    h("input", {
+      type: "checkbox",
+      testid: `${f.key}-input`,
+      checked: Boolean(method[f.key]),
+      onchange: (e) => {
+        method[f.key] = e.target.checked;
+        scheduleEstimate();
+      },
+    }), f.label);
+}
+
+/** Decoder layers as "0, 2, 5" (empty = all); an entry that is not a layer index is left out. */
+function layersControl(f) {
+  const method = wizard.config.method;
+  const input = h("input", {
+    type: "text", testid: `${f.key}-input`, autocomplete: "off", placeholder: "all",
+    value: (method[f.key] ?? []).join(", "), title: f.doc,
+  });
+  input.addEventListener("input", () => {
+    method[f.key] = input.value.split(/[\s,]+/).filter((x) => /^\d+$/.test(x)).map(Number);
+    scheduleEstimate();
+  });
+  return field(f.label, input).wrap;
+}
+
+/** The chosen card's fields, in the engine's order: numbers side by side, then the rest. */
+function methodControls() {
+  const fields = card()?.fields ?? [];
+  const numbers = fields.filter((f) => f.type === "int" || f.type === "float");
+  const others = fields.filter((f) => !numbers.includes(f)).map((f) => {
+    if (f.type === "subset") return subsetControl(f);
+    if (f.type === "bool") return boolControl(f);
+    if (f.type === "layers") return layersControl(f);
+    return h("p", { class: "hint" }, `method.${f.key}: edit it in the run's TOML (this app has no control for a ${f.type} field).`);
+  });
   return h("div", { class: "controls" },
-    h("p", {}, "Every selected weight trains: ", h("code", {}, modules.join(", ")), "."),
-    h("p", { class: "hint" }, "Gradients and optimizer state exist for all of them, so memory grows with the model."));
+    numbers.length ? h("div", { class: "field-row" }, numbers.map((f) => numberInput(numberSpec(f), f.doc))) : null,
+    others);
 }
 
 // `model.dtype` choices (docs/config.md).
@@ -178,7 +227,7 @@ function memoryControls() {
         scheduleEstimate();
       },
     }, DTYPES.map(([v, label]) => h("option", { value: v, selected: (model.dtype ?? "f32") === v }, label)))).wrap,
-    isLora() ? field("Linear layers held as", h("select", {
+    frozenBase() ? field("Linear layers held as", h("select", {
       testid: "quantize-input",
       onchange: (e) => {
         model.quantize = e.target.value;
