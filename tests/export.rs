@@ -13,7 +13,7 @@ use tunesmith::export::{
     CheckpointChoice, ExportError, ExportFormat, ExportOptions, GgufDtype, ModelDtype, Trained,
     export,
 };
-use tunesmith::model::WeightSource;
+use tunesmith::model::{WeightSource, decode_f32};
 use tunesmith::train::{Session, TrainEvent};
 use tunesmith::{CausalLm, ModelConfig};
 
@@ -157,7 +157,7 @@ fn lora_exports_read_back_exactly() {
         &trained.checkpoint.join("trainable.safetensors"),
     )
     .unwrap();
-    let ours = &ckpt["layers.1.self_attn.q_proj.adapter.Lora.a"]; // [in, r]
+    let ours = &ckpt["layers.1.self_attn.q_proj.adapter.lora.a"]; // [in, r]
     let a = st
         .tensor("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight")
         .unwrap();
@@ -399,6 +399,67 @@ fn rslora_is_folded_into_the_gguf_alpha_and_qwen2_is_not_permuted() {
 
     // The merged qwen2 (tied embeddings, q/k/v biases) computes the
     // adapted logits too.
+    let merged = tmp.path().join("merged");
+    export(&run, &options(ExportFormat::Merged, merged.clone())).unwrap();
+    assert_same_logits(&run, &merged);
+}
+
+/// A DoRA run (qwen2: q/k/v biases, which DoRA's rescaling must leave
+/// out) exports its magnitudes to PEFT, merges to a model that computes the
+/// adapted logits, and is refused a llama.cpp adapter with the formats that
+/// can carry it named.
+#[test]
+fn dora_exports_to_peft_and_merged_and_is_refused_a_gguf_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let qwen = root().join("tests/fixtures/models/qwen2");
+    let run = short_run(
+        &tmp.path().join("runs"),
+        &[
+            &format!("model.path={}", qwen.display()),
+            "method.use_dora=true",
+            "method.rank=4",
+            "method.alpha=8",
+        ],
+    );
+    let trained = Trained::load(&run, &CheckpointChoice::Last).unwrap();
+    let base = WeightSource::open(&qwen).unwrap();
+    let pair = &trained.lora["model.layers.0.mlp.down_proj"];
+    let m = pair.magnitude.as_ref().expect("a DoRA run has magnitudes");
+    let info = &base.tensors()["model.layers.0.mlp.down_proj.weight"];
+    let w = decode_f32(&base.raw(info), info.dtype).unwrap();
+    let cols = w.len() / m.data.len();
+    let norms: Vec<f32> = w
+        .chunks_exact(cols)
+        .map(|row| row.iter().map(|x| x * x).sum::<f32>().sqrt())
+        .collect();
+    let moved = m
+        .data
+        .iter()
+        .zip(&norms)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        moved > 1e-4,
+        "the magnitude never left the base's norms ({moved})"
+    );
+
+    let peft = tmp.path().join("peft");
+    export(&run, &options(ExportFormat::Peft, peft.clone())).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(peft.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(config["use_dora"], true);
+    let bytes = std::fs::read(peft.join("adapter_model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let key = "base_model.model.model.layers.0.mlp.down_proj.lora_magnitude_vector";
+    assert_eq!(f32s(st.tensor(key).unwrap().data()), m.data);
+    assert_eq!(st.len(), 3 * trained.lora.len());
+
+    let file = tmp.path().join("dora.gguf");
+    let err = export(&run, &options(ExportFormat::Gguf, file.clone())).unwrap_err();
+    assert!(matches!(err, ExportError::NoGgufAdapter { .. }), "{err}");
+    assert!(err.to_string().contains("`merged-gguf`"), "{err}");
+    assert!(!file.exists());
+
     let merged = tmp.path().join("merged");
     export(&run, &options(ExportFormat::Merged, merged.clone())).unwrap();
     assert_same_logits(&run, &merged);

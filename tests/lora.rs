@@ -48,9 +48,6 @@ fn lora_model_stored(
     rank: usize,
     alpha: f64,
 ) -> CausalLm {
-    let device = device.clone().autodiff();
-    let dir = common::models_dir().join("llama");
-    let (model, _) = CausalLm::load_stored(&dir, &device, storage).unwrap();
     let cfg = LoraConfig {
         rank,
         alpha,
@@ -58,6 +55,14 @@ fn lora_model_stored(
         use_rslora: rslora,
         ..LoraConfig::default()
     };
+    prepared(device, storage, &cfg)
+}
+
+/// The llama fixture with `cfg`'s adapters, on `device` with autodiff.
+fn prepared(device: &Device, storage: Storage, cfg: &LoraConfig) -> CausalLm {
+    let device = device.clone().autodiff();
+    let dir = common::models_dir().join("llama");
+    let (model, _) = CausalLm::load_stored(&dir, &device, storage).unwrap();
     cfg.prepare(model, &mut StdRng::seed_from_u64(0))
 }
 
@@ -67,7 +72,11 @@ fn our_name(trainable: &[(String, Vec<usize>)], peft: &str) -> (String, bool) {
     let rest = peft.strip_prefix("base_model.model.model.").unwrap();
     let (module, which) = rest.rsplit_once(".lora_").unwrap();
     let is_a = which.starts_with('A');
-    let suffix = if is_a { ".a" } else { ".b" };
+    let suffix = match which {
+        "magnitude_vector" => ".magnitude",
+        _ if is_a => ".a",
+        _ => ".b",
+    };
     let name = trainable
         .iter()
         .map(|(n, _)| n)
@@ -97,8 +106,15 @@ fn i64s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<i64>) {
     (v.shape().to_vec(), data)
 }
 
-/// PEFT stores A as [r, in] and B as [out, r]; we store the transposes.
+/// PEFT stores A as [r, in] and B as [out, r]; we store the transposes
+/// (DoRA's magnitude [out] is the same on both sides).
 fn transpose(shape: &[usize], data: &[f32]) -> HostTensor {
+    if shape.len() == 1 {
+        return HostTensor {
+            shape: shape.to_vec(),
+            data: data.to_vec(),
+        };
+    }
     let (r, c) = (shape[0], shape[1]);
     let mut t = vec![0f32; data.len()];
     for i in 0..r {
@@ -150,15 +166,22 @@ fn check_peft_case_on(case: &str, device: &Device) {
     .unwrap();
     let bytes = std::fs::read(fixture_dir().join(format!("{case}.safetensors"))).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let rslora = meta["use_rslora"].as_bool().unwrap();
-    let model = lora_model_on(
-        device,
-        rslora,
-        meta["r"].as_u64().unwrap() as usize,
-        meta["lora_alpha"].as_f64().unwrap(),
-    );
+    let cfg = LoraConfig {
+        rank: meta["r"].as_u64().unwrap() as usize,
+        alpha: meta["lora_alpha"].as_f64().unwrap(),
+        dropout: 0.0,
+        use_rslora: meta["use_rslora"].as_bool().unwrap(),
+        use_dora: meta["use_dora"].as_bool().unwrap_or(false),
+        ..LoraConfig::default()
+    };
+    let model = prepared(device, Storage::dense(burn::tensor::DType::F32), &cfg);
     let trainable = params::trainable(&model);
-    assert_eq!(trainable.len(), 28, "7 modules x 2 layers x (A, B)");
+    let per_module = if cfg.use_dora { 3 } else { 2 };
+    assert_eq!(
+        trainable.len(),
+        14 * per_module,
+        "7 modules x 2 layers x (A, B[, magnitude])"
+    );
 
     let mut init = BTreeMap::new();
     let mut after = BTreeMap::new();
@@ -175,6 +198,14 @@ fn check_peft_case_on(case: &str, device: &Device) {
                 map.insert(name, transpose(&shape, &data));
             }
         }
+    }
+    // PEFT draws A from torch's generator and the fixture gives B random
+    // values, so of the initial tensors only DoRA's magnitude (the base's
+    // column norms) is ours to match.
+    let ours_init = params::read_trainable(&model);
+    for (name, expected) in init.iter().filter(|(n, _)| n.ends_with(".magnitude")) {
+        let d = max_abs_diff(&ours_init[name].data, &expected.data);
+        assert!(d < 1e-5, "{case}: initial {name} differs by {d}");
     }
     let (model, missing) = params::write_params(model, &init);
     assert!(missing.is_empty(), "{missing:?}");
@@ -225,13 +256,20 @@ fn check_peft_case_on(case: &str, device: &Device) {
         stats.grad_norm
     );
     let now = params::read_trainable(&model);
+    let mut worst = 0f32;
     for (name, expected) in &after {
         let d = max_abs_diff(&now[name].data, &expected.data);
+        worst = worst.max(d);
         assert!(
             d < 1e-5,
             "{case}: {name} after one AdamW step differs by {d}"
         );
     }
+    eprintln!(
+        "{case}: loss {:.3e} relative, grad norm {:.3e} relative, updated tensors {worst:.1e} from PEFT",
+        (stats.loss - want_loss).abs() / want_loss,
+        (stats.grad_norm - want_norm).abs() / want_norm,
+    );
 }
 
 /// Gradients of `case`'s adapters by our parameter names, from `file`.
@@ -327,6 +365,11 @@ fn one_step_matches_peft() {
 }
 
 #[test]
+fn one_step_matches_peft_with_dora() {
+    check_peft_case("dora");
+}
+
+#[test]
 fn one_step_matches_peft_with_rslora() {
     check_peft_case("rslora");
 }
@@ -336,6 +379,7 @@ fn one_step_matches_peft_with_rslora() {
 fn one_step_matches_peft_on_wgpu() {
     if let Some(device) = common::wgpu_device() {
         check_peft_case_on("rslora", &device);
+        check_peft_case_on("dora", &device);
     }
 }
 

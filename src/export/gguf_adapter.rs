@@ -63,6 +63,12 @@ pub fn build(trained: &Trained, dtype: GgufDtype) -> Result<(File, Vec<String>),
             format: "gguf".into(),
         });
     };
+    if lora.use_dora {
+        return Err(ExportError::NoGgufAdapter {
+            method: "DoRA".into(),
+            what: "its magnitude vector, which rescales each output of the merged weight".into(),
+        });
+    }
     let model: &ModelConfig = &trained.model;
     let arch = architecture(model.model_type);
     let ty = match dtype {

@@ -1,5 +1,6 @@
 //! Merged models: the base model's tensors with the trained update added
-//! (W + scale * B A for LoRA, the trained tensor for full fine-tuning), in
+//! (W + scale * B A for LoRA, rescaled per output row for DoRA, the
+//! trained tensor for full fine-tuning), in
 //! the base's dtype, as an HF folder transformers loads: the base's config,
 //! tokenizer and generation files, and safetensors sharded above 4 GiB.
 
@@ -39,6 +40,8 @@ pub(super) enum Update<'a> {
         a: &'a HostTensor,
         b: &'a HostTensor,
         scale: f32,
+        /// DoRA's magnitude (out).
+        magnitude: Option<&'a HostTensor>,
     },
     Replace(&'a HostTensor),
 }
@@ -81,10 +84,15 @@ impl View for Merged<'_> {
                 self.dtype(),
             )),
             Update::Replace(t) => Cow::Owned(encode(&t.data, self.dtype())),
-            Update::Lora { a, b, scale } => {
+            Update::Lora {
+                a,
+                b,
+                scale,
+                magnitude,
+            } => {
                 // Only float weights get updates (checked when planning).
                 let mut w = decode_f32(&self.raw, self.info.dtype).unwrap_or_default();
-                add_lora(&mut w, a, b, *scale);
+                add_lora(&mut w, a, b, *scale, *magnitude);
                 Cow::Owned(encode(&w, self.dtype()))
             }
         }
@@ -95,8 +103,16 @@ impl View for Merged<'_> {
     }
 }
 
-/// W (out, in) += scale * B (out, r) A (r, in), row by row in parallel.
-pub fn add_lora(w: &mut [f32], a: &HostTensor, b: &HostTensor, scale: f32) {
+/// W (out, in) += scale * B (out, r) A (r, in), row by row in parallel;
+/// with DoRA's `magnitude` (out), each row o of the sum is then rescaled to
+/// the norm m[o], which is what the adapted layer computes.
+pub fn add_lora(
+    w: &mut [f32],
+    a: &HostTensor,
+    b: &HostTensor,
+    scale: f32,
+    magnitude: Option<&HostTensor>,
+) {
     let (r, n_in) = (a.shape[0], a.shape[1]);
     w.par_chunks_mut(n_in).enumerate().for_each(|(o, row)| {
         for k in 0..r {
@@ -105,6 +121,15 @@ pub fn add_lora(w: &mut [f32], a: &HostTensor, b: &HostTensor, scale: f32) {
             for (x, &y) in row.iter_mut().zip(a_row) {
                 *x += coef * y;
             }
+        }
+        if let Some(m) = magnitude {
+            let norm = row
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt();
+            let g = (f64::from(m.data[o]) / norm) as f32;
+            row.iter_mut().for_each(|x| *x *= g);
         }
     });
 }
@@ -157,12 +182,21 @@ pub(super) fn plan<'a>(
                 format!("base shape {:?}, LoRA update {:?}", info.shape, want),
             ));
         }
+        if let Some(m) = &pair.magnitude
+            && m.shape != [want[0]]
+        {
+            return Err(shape_error(
+                &name,
+                format!("base has {} outputs, DoRA magnitude {:?}", want[0], m.shape),
+            ));
+        }
         updates.insert(
             key.as_str(),
             Update::Lora {
                 a: &pair.a,
                 b: &pair.b,
                 scale,
+                magnitude: pair.magnitude.as_ref(),
             },
         );
     }
@@ -191,9 +225,14 @@ pub(super) fn merged_f32(
 ) -> Option<Vec<f32>> {
     match update {
         Some(Update::Replace(t)) => Some(t.data.clone()),
-        Some(Update::Lora { a, b, scale }) => {
+        Some(Update::Lora {
+            a,
+            b,
+            scale,
+            magnitude,
+        }) => {
             let mut w = decode_f32(raw, info.dtype)?;
-            add_lora(&mut w, a, b, *scale);
+            add_lora(&mut w, a, b, *scale, *magnitude);
             Some(w)
         }
         Some(Update::Keep) | None => decode_f32(raw, info.dtype),

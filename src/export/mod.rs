@@ -151,6 +151,12 @@ pub enum ExportError {
          merged folder instead"
     )]
     GgufUnsupported { what: String },
+    #[error(
+        "a {method} run cannot become a llama.cpp GGUF adapter: llama.cpp's adapters hold \
+         plain LoRA pairs only, not {what}; export `merged-gguf` (the update merged into \
+         one GGUF model) or `ollama` instead, or `peft` for PEFT"
+    )]
+    NoGgufAdapter { method: String, what: String },
     #[error("a Hugging Face config.json cannot express {what}; export `merged-gguf` instead")]
     HfUnsupported { what: String },
     #[error("{path} already exists; choose another --out or pass --force to replace it")]

@@ -1,6 +1,7 @@
 //! HF PEFT adapters: `adapter_model.safetensors` (keys
 //! `base_model.model.<module>.lora_A.weight`, A as (r, in) and B as
-//! (out, r)), `adapter_config.json`, and a short model card.
+//! (out, r); DoRA's magnitude as `<module>.lora_magnitude_vector`, (out)),
+//! `adapter_config.json`, and a short model card.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,10 +28,18 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
         .lora
         .iter()
         .flat_map(|(module, pair)| {
+            let magnitude = pair.magnitude.as_ref().map(|m| {
+                (
+                    format!("base_model.model.{module}.lora_magnitude_vector"),
+                    m,
+                )
+            });
             [
                 (format!("base_model.model.{module}.lora_A.weight"), &pair.a),
                 (format!("base_model.model.{module}.lora_B.weight"), &pair.b),
             ]
+            .into_iter()
+            .chain(magnitude)
         })
         .map(|(name, t)| (name, t.shape.clone(), f32_bytes(&t.data)))
         .collect();
@@ -72,7 +81,7 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
         "lora_dropout": lora.dropout,
         "target_modules": targets,
         "use_rslora": lora.use_rslora,
-        "use_dora": false,
+        "use_dora": lora.use_dora,
         "rank_pattern": {},
         "alpha_pattern": {},
         "fan_in_fan_out": false,

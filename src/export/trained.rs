@@ -11,11 +11,13 @@ use crate::model::ModelConfig;
 use crate::train::checkpoint::{self, LoopState};
 use crate::train::params::HostTensor;
 
-/// One LoRA pair in PEFT's layout: `a` is (r, in), `b` is (out, r).
+/// One LoRA pair in PEFT's layout: `a` is (r, in), `b` is (out, r), and
+/// DoRA's magnitude (out).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraPair {
     pub a: HostTensor,
     pub b: HostTensor,
+    pub magnitude: Option<HostTensor>,
 }
 
 impl LoraPair {
@@ -76,11 +78,16 @@ impl Trained {
     fn rename(&mut self, weights: BTreeMap<String, HostTensor>) -> Result<(), ExportError> {
         let mut halves: BTreeMap<String, (Option<HostTensor>, Option<HostTensor>)> =
             BTreeMap::new();
+        let mut magnitudes: BTreeMap<String, HostTensor> = BTreeMap::new();
         for (name, tensor) in weights {
+            if let Some(module) = name.strip_suffix(".adapter.lora.magnitude") {
+                magnitudes.insert(format!("model.{module}"), tensor);
+                continue;
+            }
             if let Some((module, part)) = name
-                .strip_suffix(".adapter.Lora.a")
+                .strip_suffix(".adapter.lora.a")
                 .map(|m| (m, 'a'))
-                .or_else(|| name.strip_suffix(".adapter.Lora.b").map(|m| (m, 'b')))
+                .or_else(|| name.strip_suffix(".adapter.lora.b").map(|m| (m, 'b')))
             {
                 // Ours are a [in, r] and b [r, out]: PEFT stores the
                 // transposes.
@@ -104,7 +111,8 @@ impl Trained {
         for (module, pair) in halves {
             match pair {
                 (Some(a), Some(b)) => {
-                    self.lora.insert(module, LoraPair { a, b });
+                    let magnitude = magnitudes.remove(&module);
+                    self.lora.insert(module, LoraPair { a, b, magnitude });
                 }
                 _ => {
                     return Err(ExportError::Checkpoint {
@@ -113,6 +121,12 @@ impl Trained {
                     });
                 }
             }
+        }
+        if let Some(module) = magnitudes.keys().next() {
+            return Err(ExportError::Checkpoint {
+                path: self.checkpoint.clone(),
+                reason: format!("{module} has a DoRA magnitude but no LoRA pair"),
+            });
         }
         Ok(())
     }

@@ -161,6 +161,7 @@ pub fn catalog() -> Vec<MethodSpec> {
     vec![
         lora::spec(LoraConfig::default()),
         lora::rslora_spec(),
+        lora::dora_spec(),
         full::spec(FullConfig::default()),
     ]
 }

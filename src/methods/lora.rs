@@ -3,6 +3,13 @@
 //! with `s = alpha / r` (or `alpha / sqrt(r)` with rsLoRA). Initialised as
 //! PEFT does: A uniform in ±1/sqrt(in) (kaiming-uniform with a = sqrt 5),
 //! B zero, so training starts from the base model exactly.
+//!
+//! DoRA (Liu et al. 2024) is LoRA with `use_dora`, as in PEFT: the adapted
+//! weight is split into a trained magnitude per output feature `m` and the
+//! direction `W + s·A·B` normalised per output column, `W' = m ⊙ (W +
+//! s·A·B) / ‖W + s·A·B‖`; `m` starts at the base's column norms, so
+//! training again starts from the base exactly. The norm is treated as a
+//! constant in backward (the paper's section 4.3, as PEFT does).
 
 use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Int, Tensor, TensorData, module::linear};
@@ -12,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{FieldKind, FieldSpec, MethodSpec};
 use super::{LINEAR_MODULES, Method, MethodConfig, MethodError, leaf_name, linear_shape};
-use crate::model::{CausalLm, ModelConfig};
+use crate::model::{CausalLm, Linear, ModelConfig};
 
 /// The `[method]` keys of `kind = "lora"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +36,9 @@ pub struct LoraConfig {
     pub target_modules: Vec<String>,
     /// Rank-stabilised scaling alpha/sqrt(r).
     pub use_rslora: bool,
+    /// Weight-decomposed LoRA (DoRA): also train a magnitude per output
+    /// feature.
+    pub use_dora: bool,
 }
 
 impl Default for LoraConfig {
@@ -39,6 +49,7 @@ impl Default for LoraConfig {
             dropout: 0.05,
             target_modules: LINEAR_MODULES.iter().map(|s| s.to_string()).collect(),
             use_rslora: false,
+            use_dora: false,
         }
     }
 }
@@ -106,6 +117,12 @@ fn fields() -> Vec<FieldSpec> {
             "rank-stabilised scaling alpha/sqrt(r) (rsLoRA)",
             FieldKind::Bool,
         ),
+        FieldSpec::new(
+            "use_dora",
+            "Weight-decomposed (DoRA)",
+            "also train a magnitude per output feature (DoRA)",
+            FieldKind::Bool,
+        ),
     ]
 }
 
@@ -136,9 +153,24 @@ pub fn rslora_spec() -> MethodSpec {
     )
 }
 
+/// The DoRA card: LoRA with `use_dora` on.
+pub fn dora_spec() -> MethodSpec {
+    MethodSpec::new(
+        "dora",
+        "DoRA",
+        Some("Liu et al. 2024, DoRA: Weight-Decomposed Low-Rank Adaptation"),
+        "LoRA that also learns each output feature's magnitude: often closer to full fine-tuning at the same rank, a little slower; no llama.cpp adapter (export merged).",
+        MethodConfig::Lora(LoraConfig {
+            use_dora: true,
+            ..LoraConfig::default()
+        }),
+        fields(),
+    )
+}
+
 impl Method for LoraConfig {
     fn name(&self) -> &'static str {
-        "lora"
+        if self.use_dora { "dora" } else { "lora" }
     }
 
     fn validate(&self, model: &ModelConfig) -> Result<(), MethodError> {
@@ -193,7 +225,7 @@ impl Method for LoraConfig {
             .target_modules
             .iter()
             .filter_map(|m| linear_shape(model, m))
-            .map(|(i, o)| self.rank * (i + o))
+            .map(|(i, o)| self.rank * (i + o) + if self.use_dora { o } else { 0 })
             .sum();
         (per_layer * model.num_layers) as u64
     }
@@ -217,9 +249,15 @@ impl Method for LoraConfig {
             let a = transpose(&a_peft, self.rank, inp);
             let a = Tensor::<2>::from_data(TensorData::new(a, [inp, self.rank]), &device);
             let b = Tensor::<2>::zeros([self.rank, out], &device);
+            // With B zero, ‖W + s·A·B‖ is ‖W‖: the magnitude that leaves the
+            // layer as it was.
+            let magnitude = self
+                .use_dora
+                .then(|| Param::from_tensor(column_norms(layer.frozen_weight()).reshape([out])));
             layer.adapter = Some(super::Adapter::Lora(LoraAdapter {
                 a: Param::from_tensor(a),
                 b: Param::from_tensor(b),
+                magnitude,
                 scaling,
                 dropout: self.dropout,
             }));
@@ -253,6 +291,11 @@ fn stream_seed(device: &burn::tensor::Device) -> u64 {
         .fold(0u64, |acc, &h| acc.rotate_left(30) ^ (h as u64))
 }
 
+/// ‖w[:, o]‖ for each output column o of `w` [in, out], as [1, out].
+fn column_norms(w: Tensor<2>) -> Tensor<2> {
+    w.powi_scalar(2).sum_dim(0).sqrt()
+}
+
 /// The trainable pair of one adapted layer.
 #[derive(Module, Debug)]
 pub struct LoraAdapter {
@@ -260,20 +303,25 @@ pub struct LoraAdapter {
     pub a: Param<Tensor<2>>,
     /// [r, out] (the transpose of PEFT's `lora_B.weight`).
     pub b: Param<Tensor<2>>,
+    /// DoRA's magnitude [out] (PEFT's `lora_magnitude_vector`); none for
+    /// plain LoRA.
+    pub magnitude: Option<Param<Tensor<1>>>,
     pub scaling: f64,
     pub dropout: f64,
 }
 
 impl LoraAdapter {
-    /// `base + s · dropout(x)·A·B`; `dropout` is off in evaluation and
-    /// generation.
+    /// `base + s · dropout(x)·A·B`, or DoRA's rescaled form of it;
+    /// `dropout` is off in evaluation and generation.
     pub fn forward<const D: usize>(
         &self,
         x: Tensor<D>,
         base: Tensor<D>,
+        layer: &Linear,
         dropout: bool,
     ) -> Tensor<D> {
-        let x = if self.dropout > 0.0 && dropout {
+        let dropped = self.dropout > 0.0 && dropout;
+        let x = if dropped {
             let keep = 1.0 - self.dropout;
             if tunesmith_kernels::fused(&x) {
                 // The mask's seed comes from the backend's stream, so a layer
@@ -288,8 +336,30 @@ impl LoraAdapter {
         } else {
             x
         };
-        let low = linear(x, self.a.val(), None);
-        base + linear(low, self.b.val(), None) * self.scaling
+        let low = linear(x.clone(), self.a.val(), None);
+        let update = linear(low, self.b.val(), None) * self.scaling;
+        let Some(magnitude) = &self.magnitude else {
+            return base + update;
+        };
+        // DoRA, in PEFT's order of operations: base + (g - 1)·x·W + g·s·x·A·B
+        // with g = m / ‖W + s·A·B‖ (a constant in backward), where x·W is
+        // taken on the dropped-out input when dropout applies.
+        let weight = layer.frozen_weight();
+        let delta = self.a.val().detach().matmul(self.b.val().detach()) * self.scaling;
+        let norms = column_norms(weight.clone() + delta).detach();
+        let out = norms.dims()[1];
+        let mut shape = [1usize; D];
+        shape[D - 1] = out;
+        let g = (magnitude.val().reshape([1, out]) / norms).reshape(shape);
+        let plain = if dropped {
+            linear(x, weight, None)
+        } else {
+            match layer.bias.as_ref() {
+                Some(b) => base.clone() - crate::model::precision::widen(b.val()).reshape(shape),
+                None => base.clone(),
+            }
+        };
+        base + (g.clone() - 1.0) * plain + g * update
     }
 
     /// The rank r.

@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::model::{CausalLm, ModelConfig};
+use crate::model::{CausalLm, Linear, ModelConfig};
 
 pub use full::FullConfig;
 pub use lora::{LoraAdapter, LoraConfig};
@@ -88,16 +88,18 @@ pub enum Adapter {
 }
 
 impl Adapter {
-    /// The layer's output given its input `x` and the frozen base output;
-    /// `dropout` says whether training-time dropout applies.
+    /// The layer's output given its input `x`, the frozen base output and
+    /// the frozen layer itself (for methods whose update depends on its
+    /// weight); `dropout` says whether training-time dropout applies.
     pub fn forward<const D: usize>(
         &self,
         x: Tensor<D>,
         base: Tensor<D>,
+        layer: &Linear,
         dropout: bool,
     ) -> Tensor<D> {
         match self {
-            Adapter::Lora(a) => a.forward(x, base, dropout),
+            Adapter::Lora(a) => a.forward(x, base, layer, dropout),
         }
     }
 }

@@ -83,9 +83,21 @@ impl Linear {
             (None, None) => unreachable!("a Linear is built with a weight"),
         };
         match &self.adapter {
-            Some(adapter) => adapter.forward(x, base, dropout),
+            Some(adapter) => adapter.forward(x, base, self, dropout),
             None => base,
         }
+    }
+
+    /// The frozen weight [in, out] in f32, dequantized or widened when it
+    /// is stored otherwise, outside the autodiff graph: for methods whose
+    /// update depends on the base weight (DoRA's column norms).
+    pub fn frozen_weight(&self) -> Tensor<2> {
+        let w = match (&self.weight, &self.quantized) {
+            (Some(w), _) => precision::widen(w.val()),
+            (None, Some(q)) => q.dequantize().transpose(),
+            (None, None) => unreachable!("a Linear is built with a weight"),
+        };
+        w.detach()
     }
 
     /// (in, out) features.

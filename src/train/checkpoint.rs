@@ -199,8 +199,9 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>, Tra
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        // Read under today's names, so older checkpoints resume and export.
         out.insert(
-            name,
+            super::params::current_name(&name),
             HostTensor {
                 shape: view.shape().to_vec(),
                 data: values,
@@ -250,5 +251,32 @@ mod tests {
         let (weights, _, st) = load(&tmp.path().join(dir_name(8))).unwrap();
         assert_eq!(weights, w);
         assert_eq!(st, state(8));
+    }
+
+    #[test]
+    fn checkpoints_written_with_the_rust_variant_name_read_under_the_stable_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = HostTensor {
+            shape: vec![1],
+            data: vec![0.5],
+        };
+        let old = BTreeMap::from([
+            ("layers.0.mlp.up_proj.adapter.Lora.a".to_string(), t.clone()),
+            (
+                "m.layers.0.mlp.up_proj.adapter.Lora.b".to_string(),
+                t.clone(),
+            ),
+        ]);
+        let dir = save(tmp.path(), &old, &old, &state(1)).unwrap();
+        let (weights, optimizer, _) = load(&dir).unwrap();
+        let names: Vec<&str> = weights.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "layers.0.mlp.up_proj.adapter.lora.a",
+                "m.layers.0.mlp.up_proj.adapter.lora.b"
+            ]
+        );
+        assert_eq!(weights, optimizer);
     }
 }

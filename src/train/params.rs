@@ -1,6 +1,8 @@
 //! Trainable parameters by name: the names are burn's module paths
-//! (`layers.0.self_attn.q_proj.adapter.a`), stable across processes, so
-//! checkpoints and optimizer state can be keyed by them.
+//! (`layers.0.self_attn.q_proj.adapter.lora.a`), stable across processes,
+//! so checkpoints and optimizer state can be keyed by them. An enum variant
+//! on the path (the method of an [`Adapter`](crate::methods::Adapter)) is
+//! written in snake case, the method's stable name, never the Rust spelling.
 
 use std::collections::BTreeMap;
 
@@ -33,8 +35,12 @@ impl HostTensor {
 struct Path(Vec<String>);
 
 impl Path {
-    fn enter(&mut self, name: &str) {
-        self.0.push(name.to_string());
+    fn enter(&mut self, name: &str, container: &str) {
+        if container.starts_with("Enum:") {
+            self.0.push(snake_case(name));
+        } else {
+            self.0.push(name.to_string());
+        }
     }
     fn exit(&mut self) {
         self.0.pop();
@@ -42,6 +48,29 @@ impl Path {
     fn name(&self) -> String {
         self.0.join(".")
     }
+}
+
+/// `LoraMoe` -> `lora_moe`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The current name of a parameter saved under an older one: checkpoints
+/// before the stable names spelled the adapter variant as in Rust
+/// (`.adapter.Lora.a`).
+pub fn current_name(saved: &str) -> String {
+    saved.replace(".adapter.Lora.", ".adapter.lora.")
 }
 
 /// One parameter as a visitor saw it.
@@ -57,8 +86,8 @@ struct Seen {
 fn walk(model: &CausalLm, read: fn(bool) -> bool) -> Vec<Seen> {
     struct V(Path, fn(bool) -> bool, Vec<Seen>);
     impl ModuleVisitor for V {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.0.enter(name);
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.0.enter(name, container);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
             self.0.exit();
@@ -130,8 +159,8 @@ pub fn write_params(
 ) -> (CausalLm, Vec<String>) {
     struct M<'a>(Path, &'a BTreeMap<String, HostTensor>, Vec<String>);
     impl ModuleMapper for M<'_> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.0.enter(name);
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.0.enter(name, container);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
             self.0.exit();
@@ -177,8 +206,8 @@ pub fn accumulate_grads(
 ) {
     struct V<'a>(Path, &'a Gradients, &'a mut BTreeMap<String, Tensor<1>>);
     impl ModuleVisitor for V<'_> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.0.enter(name);
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.0.enter(name, container);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
             self.0.exit();
@@ -212,8 +241,8 @@ pub fn update_params(
 ) -> CausalLm {
     struct M<'a, F>(Path, &'a mut BTreeMap<String, Tensor<1>>, F);
     impl<F: FnMut(&str, Tensor<1>, Tensor<1>) -> Tensor<1>> ModuleMapper for M<'_, F> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.0.enter(name);
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.0.enter(name, container);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
             self.0.exit();

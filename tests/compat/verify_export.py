@@ -4,7 +4,8 @@ needs torch, transformers and peft, so not in CI).
 
     tests/compat/verify_export.py TUNESMITH_BINARY WORK_DIR
 
-For a Llama-style LoRA run and a Qwen2 rsLoRA run: loads the PEFT export
+For a Llama-style LoRA run, a Qwen2 rsLoRA run and a Qwen2 DoRA run
+(PEFT's `use_dora`): loads the PEFT export
 with PeftModel.from_pretrained on the base model and the merged export with
 AutoModelForCausalLM.from_pretrained, and compares their logits with
 `tunesmith logits --adapter RUN` on the same tokens (max |diff| <= 1e-4).
@@ -64,6 +65,9 @@ def main() -> None:
     verify(binary, work, "llama-lora", [], tiny)
     verify(binary, work, "qwen2-rslora",
            [f"model.path={qwen}", "method.use_rslora=true", "method.rank=4", "method.alpha=8"],
+           qwen)
+    verify(binary, work, "qwen2-dora",
+           [f"model.path={qwen}", "method.use_dora=true", "method.rank=4", "method.alpha=8"],
            qwen)
     print("PEFT and merged exports: ok")
 

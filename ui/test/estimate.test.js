@@ -110,7 +110,7 @@ test("the estimate says whether the run fits, and a suggested saver applies to t
   await assertClean(t, app);
 });
 
-test("each card shows the engine's fields for its method: rsLoRA's switch, full fine-tuning's modules and layers", async (t) => {
+test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA's card, full fine-tuning's modules and layers", async (t) => {
   const app = await openApp(env);
   const { page } = app;
   await toMethodStep(page);
@@ -129,6 +129,15 @@ test("each card shows the engine's fields for its method: rsLoRA's switch, full 
   await click(page, "wizard-next");
   assert.match(await page.$eval("#step-message", (e) => e.textContent), /Dropout must be less than 1/);
   await typeInto(page, "dropout-input", "0.1");
+  // DoRA: its card names its paper; LoRA's fields, and the config asks for the magnitudes.
+  assert.match(await page.$eval(sel("method-dora"), (e) => e.textContent), /DoRA.*Liu et al\. 2024/);
+  await click(page, "method-dora");
+  assert.equal(await page.$eval(sel("use_rslora-input"), (e) => e.checked), false);
+  assert.equal(await page.$eval(sel("use_dora-input"), (e) => e.checked), true);
+  await page.waitForFunction(() => {
+    const m = window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method;
+    return m?.use_dora === true && m.use_rslora === false && m.kind === "lora";
+  });
   // Full fine-tuning: its own fields from the engine, no LoRA fields, no quantized base.
   await click(page, "method-full");
   for (const id of ["rank-input", "alpha-input", "use_rslora-input", "quantize-input"]) {
