@@ -26,6 +26,24 @@ fn short_run(runs: &Path, extra: &[&str]) -> PathBuf {
     run_preset(&root().join("presets/quickstart.toml"), runs, extra)
 }
 
+fn qwen2() -> PathBuf {
+    root().join("tests/fixtures/models/qwen2")
+}
+
+/// A short rank-4, alpha-8 run on the qwen2 fixture (q/k/v biases, tied
+/// embeddings) with one more override (the method variant).
+fn qwen2_r4_run(dir: &Path, variant: &str) -> PathBuf {
+    short_run(
+        &dir.join("runs"),
+        &[
+            &format!("model.path={}", qwen2().display()),
+            variant,
+            "method.rank=4",
+            "method.alpha=8",
+        ],
+    )
+}
+
 /// The quickstart as a full fine-tune of the last layer's MLP.
 fn full_preset(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(root().join("presets/quickstart.toml")).unwrap();
@@ -366,16 +384,7 @@ fn lora_exports_read_back_exactly() {
 #[test]
 fn rslora_is_folded_into_the_gguf_alpha_and_qwen2_is_not_permuted() {
     let tmp = tempfile::tempdir().unwrap();
-    let qwen = root().join("tests/fixtures/models/qwen2");
-    let run = short_run(
-        &tmp.path().join("runs"),
-        &[
-            &format!("model.path={}", qwen.display()),
-            "method.use_rslora=true",
-            "method.rank=4",
-            "method.alpha=8",
-        ],
-    );
+    let run = qwen2_r4_run(tmp.path(), "method.use_rslora=true");
     let trained = Trained::load(&run, &CheckpointChoice::Last).unwrap();
     let file = tmp.path().join("qwen.gguf");
     export(&run, &options(ExportFormat::Gguf, file.clone())).unwrap();
@@ -411,18 +420,9 @@ fn rslora_is_folded_into_the_gguf_alpha_and_qwen2_is_not_permuted() {
 #[test]
 fn dora_exports_to_peft_and_merged_and_is_refused_a_gguf_adapter() {
     let tmp = tempfile::tempdir().unwrap();
-    let qwen = root().join("tests/fixtures/models/qwen2");
-    let run = short_run(
-        &tmp.path().join("runs"),
-        &[
-            &format!("model.path={}", qwen.display()),
-            "method.use_dora=true",
-            "method.rank=4",
-            "method.alpha=8",
-        ],
-    );
+    let run = qwen2_r4_run(tmp.path(), "method.use_dora=true");
     let trained = Trained::load(&run, &CheckpointChoice::Last).unwrap();
-    let base = WeightSource::open(&qwen).unwrap();
+    let base = WeightSource::open(&qwen2()).unwrap();
     let pair = &trained.lora["model.layers.0.mlp.down_proj"];
     let m = pair.magnitude.as_ref().expect("a DoRA run has magnitudes");
     let info = &base.tensors()["model.layers.0.mlp.down_proj.weight"];

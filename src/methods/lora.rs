@@ -72,7 +72,7 @@ impl LoraConfig {
 
 const LORA_PAPER: &str = "Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models";
 
-/// The LoRA fields, shared by the LoRA and rsLoRA cards.
+/// The LoRA fields, shared by the LoRA, rsLoRA and DoRA cards.
 fn fields() -> Vec<FieldSpec> {
     vec![
         FieldSpec::new(
