@@ -154,7 +154,8 @@ deps:
 ## decoding tokens/s vs transformers; `data inspect` rows/s + peak RSS
 ## on 100k chat rows vs transformers; peak memory estimate vs measured over a
 ## grid (dtype, quantize, checkpointing, length, method); QLoRA (q8_0, q4_0, nf4
-## bases) learning against a bf16 base
+## bases) learning against a bf16 base; LoRA, DoRA and PiSSA on the real SmolLM2-135M-Instruct
+## (trainable parameters, tokens/s, peak memory, final validation loss)
 bench: deps
 	bench/logits.sh cpu
 	bench/logits-bf16.sh cpu
@@ -166,3 +167,4 @@ bench: deps
 	bench/generate.sh cpu
 	bench/data.sh
 	bench/triage.sh
+	bench/methods.sh

@@ -3,9 +3,12 @@
 //! logits, the GGUF adapter has llama.cpp's names, layout, alpha and q/k
 //! permutation; wrong requests fail clearly and leave nothing behind.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
+use common::logits;
 use safetensors::SafeTensors;
 use tunesmith::RunConfig;
 use tunesmith::export::gguf::{self, Value};
@@ -118,16 +121,6 @@ fn llama_cpp_permute(rows: &[Vec<f32>], heads: usize) -> Vec<Vec<f32>> {
         }
     }
     out
-}
-
-fn logits(model: &CausalLm, ids: &[i64]) -> Vec<f32> {
-    let device = model.embed_tokens.val().device();
-    let t = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), &device);
-    model
-        .forward(t, None)
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap()
 }
 
 /// The merged folder, loaded as a plain model, computes what the run's
@@ -408,6 +401,55 @@ fn rslora_is_folded_into_the_gguf_alpha_and_qwen2_is_not_permuted() {
 
     // The merged qwen2 (tied embeddings, q/k/v biases) computes the
     // adapted logits too.
+    let merged = tmp.path().join("merged");
+    export(&run, &options(ExportFormat::Merged, merged.clone())).unwrap();
+    assert_same_logits(&run, &merged);
+}
+
+/// A PiSSA run trains on the residual `W − s·A₀·B₀`; its exports are
+/// PEFT's conversion to a rank-2r LoRA on the original base (`[A; A₀]`,
+/// `[B, −B₀]`, alpha doubled so the scale stays), so the PEFT adapter, the
+/// GGUF adapter and the merged model all apply to the unchanged base.
+#[test]
+fn pissa_exports_as_a_rank_2r_lora_on_the_original_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = qwen2_r4_run(tmp.path(), "method.init=pissa");
+    let trained = Trained::load(&run, &CheckpointChoice::Last).unwrap();
+    let lora = trained.lora_config().unwrap();
+    assert_eq!((lora.rank, lora.alpha, lora.scaling()), (8, 16.0, 2.0));
+    let pair = &trained.lora["model.layers.0.mlp.down_proj"];
+    assert_eq!((pair.a.shape[0], pair.b.shape[1]), (8, 8));
+    // The trained half moved away from the initial one it is paired with.
+    let (rows, cols) = (pair.b.shape[0], 8);
+    let moved = (0..rows)
+        .flat_map(|o| (0..4).map(move |k| (o, k)))
+        .map(|(o, k)| (pair.b.data[o * cols + k] + pair.b.data[o * cols + 4 + k]).abs())
+        .fold(0f32, f32::max);
+    assert!(moved > 1e-4, "B never left B0 ({moved})");
+
+    let peft = tmp.path().join("peft");
+    export(&run, &options(ExportFormat::Peft, peft.clone())).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(peft.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (config["r"].clone(), config["lora_alpha"].clone()),
+        (8.into(), 16.into())
+    );
+    assert_eq!(config["init_lora_weights"], true);
+    let card = std::fs::read_to_string(peft.join("README.md")).unwrap();
+    assert!(card.contains("PiSSA"), "{card}");
+
+    let file = tmp.path().join("pissa.gguf");
+    export(&run, &options(ExportFormat::Gguf, file.clone())).unwrap();
+    let g = gguf::File::parse(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(g.get("adapter.lora.alpha"), Some(&Value::F32(16.0)));
+    let b = g
+        .tensors
+        .iter()
+        .find(|t| t.name == "blk.0.ffn_down.weight.lora_b")
+        .unwrap();
+    assert_eq!(b.to_f32(), pair.b.data);
+
     let merged = tmp.path().join("merged");
     export(&run, &options(ExportFormat::Merged, merged.clone())).unwrap();
     assert_same_logits(&run, &merged);

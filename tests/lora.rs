@@ -15,7 +15,7 @@ use serde_json::Value;
 use tunesmith::CausalLm;
 use tunesmith::config::TrainSection;
 use tunesmith::data::IGNORE;
-use tunesmith::methods::{LoraConfig, Method};
+use tunesmith::methods::{LoraConfig, LoraInit, Method};
 use tunesmith::model::precision::Storage;
 use tunesmith::model::quant::QuantFormat;
 use tunesmith::train::loss::{Batch, nll_sum};
@@ -63,7 +63,8 @@ fn prepared(device: &Device, storage: Storage, cfg: &LoraConfig) -> CausalLm {
     let device = device.clone().autodiff();
     let dir = common::models_dir().join("llama");
     let (model, _) = CausalLm::load_stored(&dir, &device, storage).unwrap();
-    cfg.prepare(model, &mut StdRng::seed_from_u64(0))
+    cfg.prepare_fresh(model, &mut StdRng::seed_from_u64(0))
+        .unwrap()
 }
 
 /// PEFT key (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`)
@@ -172,9 +173,16 @@ fn check_peft_case_on(case: &str, device: &Device) {
         dropout: 0.0,
         use_rslora: meta["use_rslora"].as_bool().unwrap(),
         use_dora: meta["use_dora"].as_bool().unwrap_or(false),
+        init: match meta["init"].as_str() {
+            Some("pissa") => LoraInit::Pissa,
+            _ => LoraInit::Default,
+        },
         ..LoraConfig::default()
     };
-    let model = prepared(device, Storage::dense(burn::tensor::DType::F32), &cfg);
+    let mut model = prepared(device, Storage::dense(burn::tensor::DType::F32), &cfg);
+    if cfg.init == LoraInit::Pissa {
+        check_residual_base(case, &mut model, &st);
+    }
     let trainable = params::trainable(&model);
     let per_module = if cfg.use_dora { 3 } else { 2 };
     assert_eq!(
@@ -186,8 +194,10 @@ fn check_peft_case_on(case: &str, device: &Device) {
     let mut init = BTreeMap::new();
     let mut after = BTreeMap::new();
     let mut grads = BTreeMap::new();
+    let mut exact = BTreeMap::new();
     for key in st.names() {
         for (prefix, map) in [
+            ("exact.", &mut exact),
             ("init.", &mut init),
             ("after.", &mut after),
             ("grad.", &mut grads),
@@ -206,6 +216,26 @@ fn check_peft_case_on(case: &str, device: &Device) {
     for (name, expected) in init.iter().filter(|(n, _)| n.ends_with(".magnitude")) {
         let d = max_abs_diff(&ours_init[name].data, &expected.data);
         assert!(d < 1e-5, "{case}: initial {name} differs by {d}");
+    }
+    if cfg.init == LoraInit::Pissa {
+        // PEFT's f32 SVD is itself only this close to the exact (f64)
+        // decomposition on these closely spaced singular values; ours must
+        // match the exact one and be no further from PEFT than that.
+        let peft_error = meta["init_f32_error"].as_f64().unwrap() as f32;
+        let to_exact = pissa_init_difference(&ours_init, &exact);
+        let to_peft = pissa_init_difference(&ours_init, &init);
+        assert!(
+            to_exact < 1e-6,
+            "{case}: initial A/B differ from the exact SVD's by {to_exact}"
+        );
+        assert!(
+            to_peft <= peft_error + 1e-6,
+            "{case}: initial A/B differ from PEFT's by {to_peft}, PEFT from the exact SVD's by {peft_error}"
+        );
+        eprintln!(
+            "{case}: initial A and B {to_exact:.1e} from the exact SVD's, {to_peft:.1e} from PEFT's \
+             (PEFT's f32 SVD: {peft_error:.1e}), up to singular-vector signs"
+        );
     }
     let (model, missing) = params::write_params(model, &init);
     assert!(missing.is_empty(), "{missing:?}");
@@ -270,6 +300,52 @@ fn check_peft_case_on(case: &str, device: &Device) {
         (stats.loss - want_loss).abs() / want_loss,
         (stats.grad_norm - want_norm).abs() / want_norm,
     );
+}
+
+/// PiSSA's residual base (`W − s·A·B`) against PEFT's, every layer.
+fn check_residual_base(case: &str, model: &mut CausalLm, st: &SafeTensors) {
+    let mut worst = 0f32;
+    for (name, layer) in model.linears_mut() {
+        let (shape, data) = f32s(st, &format!("residual.{name}.weight"));
+        let want = transpose(&shape, &data);
+        let ours = HostTensor::from_tensor(layer.frozen_weight());
+        assert_eq!(ours.shape, want.shape, "{name}");
+        worst = worst.max(max_abs_diff(&ours.data, &want.data));
+    }
+    assert!(
+        worst < 1e-5,
+        "{case}: residual base differs from PEFT's by {worst}"
+    );
+    eprintln!("{case}: residual base {worst:.1e} from PEFT's");
+}
+
+/// Largest difference between our initial PiSSA pairs and PEFT's, each
+/// singular component (column k of A, row k of B) taken with the sign that
+/// matches PEFT's: an SVD fixes singular vectors only up to sign.
+fn pissa_init_difference(
+    ours: &BTreeMap<String, HostTensor>,
+    peft: &BTreeMap<String, HostTensor>,
+) -> f32 {
+    let mut worst = 0f32;
+    for (name, a) in ours.iter().filter(|(n, _)| n.ends_with(".a")) {
+        let b_name = format!("{}.b", name.strip_suffix(".a").unwrap());
+        let (b, pa, pb) = (&ours[&b_name], &peft[name], &peft[&b_name]);
+        let (inp, r) = (a.shape[0], a.shape[1]);
+        let out = b.shape[1];
+        for k in 0..r {
+            let dot: f32 = (0..inp)
+                .map(|i| a.data[i * r + k] * pa.data[i * r + k])
+                .sum();
+            let sign = dot.signum();
+            for i in 0..inp {
+                worst = worst.max((sign * a.data[i * r + k] - pa.data[i * r + k]).abs());
+            }
+            for j in 0..out {
+                worst = worst.max((sign * b.data[k * out + j] - pb.data[k * out + j]).abs());
+            }
+        }
+    }
+    worst
 }
 
 /// Gradients of `case`'s adapters by our parameter names, from `file`.
@@ -370,6 +446,11 @@ fn one_step_matches_peft_with_dora() {
 }
 
 #[test]
+fn one_step_matches_peft_with_pissa() {
+    check_peft_case("pissa");
+}
+
+#[test]
 fn one_step_matches_peft_with_rslora() {
     check_peft_case("rslora");
 }
@@ -380,6 +461,7 @@ fn one_step_matches_peft_on_wgpu() {
     if let Some(device) = common::wgpu_device() {
         check_peft_case_on("rslora", &device);
         check_peft_case_on("dora", &device);
+        check_peft_case_on("pissa", &device);
     }
 }
 
@@ -401,7 +483,9 @@ fn quantized_base_on_wgpu_matches_the_cpu() {
     };
     let run = |device: &Device| {
         let (model, _) = CausalLm::load_stored(&dir, device, storage).unwrap();
-        let model = lora.prepare(model, &mut StdRng::seed_from_u64(1));
+        let model = lora
+            .prepare_fresh(model, &mut StdRng::seed_from_u64(1))
+            .unwrap();
         let b = random_b(&model);
         let (model, _) = params::write_params(model, &b);
         let batches = micro_batches(device, model.vocab_size() as u32);
@@ -667,7 +751,9 @@ fn gradient_checkpointing_changes_no_number() {
         ];
         for (method_name, method) in methods {
             let (model, _) = CausalLm::load(&dir, &device).unwrap();
-            let model = method.prepare(model, &mut StdRng::seed_from_u64(1));
+            let model = method
+                .prepare_fresh(model, &mut StdRng::seed_from_u64(1))
+                .unwrap();
             let values = random_b(&model);
             let (model, _) = params::write_params(model, &values);
             let batches = micro_batches(&device, model.vocab_size() as u32);
@@ -754,8 +840,12 @@ fn bf16_storage_computes_in_f32_on_the_rounded_weights() {
             })
             .collect();
         let (reference, _) = params::write_params(reference, &rounded);
-        let stored = lora.prepare(stored, &mut StdRng::seed_from_u64(1));
-        let reference = lora.prepare(reference, &mut StdRng::seed_from_u64(1));
+        let stored = lora
+            .prepare_fresh(stored, &mut StdRng::seed_from_u64(1))
+            .unwrap();
+        let reference = lora
+            .prepare_fresh(reference, &mut StdRng::seed_from_u64(1))
+            .unwrap();
         let values = random_b(&stored);
         let (stored, _) = params::write_params(stored, &values);
         let (reference, _) = params::write_params(reference, &values);
@@ -825,8 +915,12 @@ fn quantized_base_computes_in_f32_on_the_dequantized_weights() {
             let values = dequantized(&params::read_all(&reference), format);
             assert_eq!(values.len(), 7 * reference.layers.len(), "{case}");
             let (reference, _) = params::write_params(reference, &values);
-            let stored = lora.prepare(stored, &mut StdRng::seed_from_u64(1));
-            let reference = lora.prepare(reference, &mut StdRng::seed_from_u64(1));
+            let stored = lora
+                .prepare_fresh(stored, &mut StdRng::seed_from_u64(1))
+                .unwrap();
+            let reference = lora
+                .prepare_fresh(reference, &mut StdRng::seed_from_u64(1))
+                .unwrap();
             let b = random_b(&stored);
             let (stored, _) = params::write_params(stored, &b);
             let (reference, _) = params::write_params(reference, &b);

@@ -5,6 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod common;
+
+use common::{bin, run_dir_of};
 use tunesmith::RunConfig;
 use tunesmith::train::{Session, TrainEvent};
 
@@ -149,118 +152,6 @@ fn pause_checkpoint_and_stop_are_obeyed_between_steps() {
     assert_eq!(
         tunesmith::train::runs::read_events(&run_dir).len(),
         seen.len()
-    );
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tunesmith"))
-}
-
-/// Runs `tunesmith ARGS --json`, returning its events; with `kill_after`,
-/// SIGKILLs it right after that step's event.
-fn run_json(args: &[String], kill_after: Option<usize>) -> Vec<serde_json::Value> {
-    let mut child = bin()
-        .args(args)
-        .arg("--json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut events = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-        let step = (v["event"] == "step").then(|| v["step"].as_u64().unwrap() as usize);
-        events.push(v);
-        if step.is_some() && step == kill_after {
-            child.kill().unwrap(); // SIGKILL: no chance to clean up
-            break;
-        }
-    }
-    let status = child.wait().unwrap();
-    if kill_after.is_none() {
-        assert!(status.success(), "tunesmith {args:?} failed");
-    }
-    events
-}
-
-fn step_losses(events: &[serde_json::Value]) -> Vec<(usize, f64)> {
-    events
-        .iter()
-        .filter(|v| v["event"] == "step")
-        .map(|v| {
-            (
-                v["step"].as_u64().unwrap() as usize,
-                v["loss"].as_f64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn run_dir_of(events: &[serde_json::Value]) -> PathBuf {
-    PathBuf::from(events[0]["run_dir"].as_str().unwrap())
-}
-
-fn final_adapter(run_dir: &Path) -> Vec<u8> {
-    let (_, last) = tunesmith::train::checkpoint::list(&run_dir.join("checkpoints"))
-        .pop()
-        .unwrap();
-    std::fs::read(last.join("trainable.safetensors")).unwrap()
-}
-
-#[test]
-fn a_run_killed_mid_training_resumes_exactly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let args = |runs: &str| -> Vec<String> {
-        [
-            "train",
-            root().join("presets/quickstart.toml").to_str().unwrap(),
-            "--backend",
-            "cpu",
-            "--set",
-            &format!("output.runs_dir={}", tmp.path().join(runs).display()),
-            "--set",
-            "train.max_steps=10",
-            "--set",
-            "train.checkpoint_every=3",
-            "--set",
-            "train.eval_every=0",
-            // Exercise the random streams too.
-            "--set",
-            "method.dropout=0.1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let reference = run_json(&args("straight"), None);
-    let want = step_losses(&reference);
-    assert_eq!(want.len(), 10);
-
-    let killed = run_json(&args("killed"), Some(5));
-    let run_dir = run_dir_of(&killed);
-    assert_eq!(step_losses(&killed).len(), 5);
-    let resumed = run_json(&["resume".to_string(), run_dir.display().to_string()], None);
-    assert_eq!(resumed[0]["event"], "started");
-    assert_eq!(
-        resumed[0]["start_step"], 3,
-        "continues from the step-3 checkpoint"
-    );
-    let got = step_losses(&resumed);
-    assert_eq!(got.first().map(|s| s.0), Some(4));
-    assert_eq!(got.last().map(|s| s.0), Some(10));
-    for (step, loss) in got {
-        let expected = want[step - 1].1;
-        let rel = (loss - expected).abs() / expected.abs();
-        assert!(
-            rel <= 1e-6,
-            "step {step}: resumed {loss} vs uninterrupted {expected}"
-        );
-    }
-    assert_eq!(
-        final_adapter(&run_dir),
-        final_adapter(&run_dir_of(&reference)),
-        "final adapters differ"
     );
 }
 

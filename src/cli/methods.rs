@@ -58,5 +58,6 @@ fn range(kind: &FieldKind) -> String {
         FieldKind::Bool => "true/false".into(),
         FieldKind::Subset { options } => format!("some of: {}", options.join(", ")),
         FieldKind::Layers => "layer list".into(),
+        FieldKind::Choice { options } => format!("one of: {}", options.join(", ")),
     }
 }

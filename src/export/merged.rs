@@ -114,13 +114,20 @@ pub fn add_lora(
     magnitude: Option<&HostTensor>,
 ) {
     let (r, n_in) = (a.shape[0], a.shape[1]);
+    // The update is summed in f64 and added once: PiSSA's rank-2r pair
+    // holds two nearly cancelling halves as large as W's principal part,
+    // whose f32 partial sums would round off what training changed.
     w.par_chunks_mut(n_in).enumerate().for_each(|(o, row)| {
+        let mut delta = vec![0f64; n_in];
         for k in 0..r {
-            let coef = scale * b.data[o * r + k];
+            let coef = f64::from(scale) * f64::from(b.data[o * r + k]);
             let a_row = &a.data[k * n_in..(k + 1) * n_in];
-            for (x, &y) in row.iter_mut().zip(a_row) {
-                *x += coef * y;
+            for (d, &y) in delta.iter_mut().zip(a_row) {
+                *d += coef * f64::from(y);
             }
+        }
+        for (x, d) in row.iter_mut().zip(&delta) {
+            *x = (f64::from(*x) + d) as f32;
         }
         if let Some(m) = magnitude {
             let norm = row

@@ -104,11 +104,17 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
         write(CONFIG, config.as_bytes())?;
         write("README.md", card.as_bytes())
     })?;
-    Ok(vec![format!(
-        "load with PeftModel.from_pretrained({}, \"{}\")",
-        base_loader(&trained.config.model.path),
-        out.display()
-    )])
+    let pissa = pissa_note(trained);
+    Ok(pissa
+        .strip_prefix("- ")
+        .map(|n| n.trim_end().to_string())
+        .into_iter()
+        .chain([format!(
+            "load with PeftModel.from_pretrained({}, \"{}\")",
+            base_loader(&trained.config.model.path),
+            out.display()
+        )])
+        .collect())
 }
 
 /// The transformers call that loads the base this adapter was trained on;
@@ -148,6 +154,22 @@ fn gguf_base_note(base: &std::path::Path) -> String {
     )
 }
 
+/// What a PiSSA run's adapter is (see `LoraConfig::exported`).
+pub fn pissa_note(trained: &Trained) -> String {
+    match &trained.config.method {
+        crate::methods::MethodConfig::Lora(c) if c.init == crate::methods::LoraInit::Pissa => {
+            format!(
+                "- trained with PiSSA at rank {r} on the residual of the base; saved as PEFT converts \
+             such an adapter, a plain LoRA of rank {r2} (the trained pair and the negated initial \
+             one) that applies to the original base\n",
+                r = c.rank,
+                r2 = 2 * c.rank
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 fn model_card(trained: &Trained, lora: &crate::methods::LoraConfig) -> String {
     let base = trained.config.model.path.display();
     let scaling = if lora.use_rslora {
@@ -162,13 +184,14 @@ fn model_card(trained: &Trained, lora: &crate::methods::LoraConfig) -> String {
          step {step} ({why}).\n\n\
          - rank {r}, alpha {alpha}, scaling {scaling}, dropout {dropout}\n\
          - target modules: {targets}\n\
-         {quantized}{gguf}\n\
+         {pissa}{quantized}{gguf}\n\
          ```python\n\
          from transformers import AutoModelForCausalLM\n\
          from peft import PeftModel\n\
          model = PeftModel.from_pretrained({loader}, \"PATH\")\n\
          ```\n",
         gguf = gguf_base_note(&trained.config.model.path),
+        pissa = pissa_note(trained),
         loader = base_loader(&trained.config.model.path),
         data = trained.config.data.train.display(),
         step = trained.step,

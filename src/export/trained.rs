@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::{CheckpointChoice, ExportError};
 use crate::config::RunConfig;
-use crate::methods::MethodConfig;
+use crate::methods::lora::LoraConfig;
+use crate::methods::{LoraInit, MethodConfig, MethodState};
 use crate::model::ModelConfig;
 use crate::train::checkpoint::{self, LoopState};
 use crate::train::params::HostTensor;
@@ -40,6 +41,9 @@ pub struct Trained {
     pub lora: BTreeMap<String, LoraPair>,
     /// Fully trained tensors by HF name, in HF layout.
     pub full: BTreeMap<String, HostTensor>,
+    /// The LoRA the pairs in `lora` follow, if any: the run's, or for PiSSA
+    /// the rank-2r adapter on the original base they were turned into.
+    pub adapter: Option<crate::methods::lora::LoraConfig>,
 }
 
 impl Trained {
@@ -53,6 +57,8 @@ impl Trained {
         let (step, dir, chosen_because) = choose_checkpoint(run_dir, choice)?;
         let weights = checkpoint::read_safetensors(&dir.join(checkpoint::WEIGHTS))
             .map_err(|e| ExportError::Run(Box::new(e)))?;
+        let method_state =
+            checkpoint::read_method_state(&dir).map_err(|e| ExportError::Run(Box::new(e)))?;
         let mut out = Self {
             run_dir: run_dir.to_path_buf(),
             config,
@@ -62,17 +68,70 @@ impl Trained {
             chosen_because,
             lora: BTreeMap::new(),
             full: BTreeMap::new(),
+            adapter: None,
         };
         out.rename(weights)?;
+        if let MethodConfig::Lora(c) = out.config.method.clone() {
+            if c.init == LoraInit::Pissa {
+                out.subtract_initial(&method_state, c.rank)?;
+            }
+            out.adapter = Some(c.exported());
+        }
         Ok(out)
     }
 
-    /// The LoRA hyperparameters of the run, if it is a LoRA run.
-    pub fn lora_config(&self) -> Option<&crate::methods::lora::LoraConfig> {
-        match &self.config.method {
-            MethodConfig::Lora(c) => Some(c),
-            _ => None,
+    /// The LoRA hyperparameters of the exported pairs, if it is a LoRA run
+    /// (see [`LoraConfig::exported`]).
+    pub fn lora_config(&self) -> Option<&LoraConfig> {
+        self.adapter.as_ref()
+    }
+
+    /// PiSSA trained `A·B` on the residual `W − s·A₀·B₀`: on the original
+    /// base that is the rank-2r pair `[A; A₀]` (PEFT's A, rows) and
+    /// `[B, −B₀]` (PEFT's B, columns).
+    fn subtract_initial(&mut self, state: &MethodState, rank: usize) -> Result<(), ExportError> {
+        for (module, pair) in &mut self.lora {
+            let get = |part| {
+                let key = crate::methods::lora::init_key(module, part);
+                state.get(&key).ok_or_else(|| ExportError::Checkpoint {
+                    path: self.checkpoint.clone(),
+                    reason: format!(
+                        "{key} (PiSSA's initial adapter) is missing from {}",
+                        checkpoint::METHOD
+                    ),
+                })
+            };
+            // Ours are [in, r] and [r, out], PEFT's the transposes.
+            let a0 = transpose(get('a')?, module)?;
+            let b0 = transpose(get('b')?, module)?;
+            if a0.shape != pair.a.shape || b0.shape != pair.b.shape || pair.rank() != rank {
+                return Err(ExportError::Checkpoint {
+                    path: self.checkpoint.clone(),
+                    reason: format!(
+                        "{module}: PiSSA's initial adapter does not fit the trained one"
+                    ),
+                });
+            }
+            let mut a = pair.a.data.clone();
+            a.extend_from_slice(&a0.data);
+            let out = pair.b.shape[0];
+            let b = (0..out)
+                .flat_map(|o| {
+                    let row = &pair.b.data[o * rank..(o + 1) * rank];
+                    let row0 = &b0.data[o * rank..(o + 1) * rank];
+                    row.iter().copied().chain(row0.iter().map(|v| -v))
+                })
+                .collect();
+            pair.a = HostTensor {
+                shape: vec![2 * rank, pair.a.shape[1]],
+                data: a,
+            };
+            pair.b = HostTensor {
+                shape: vec![out, 2 * rank],
+                data: b,
+            };
         }
+        Ok(())
     }
 
     fn rename(&mut self, weights: BTreeMap<String, HostTensor>) -> Result<(), ExportError> {

@@ -67,6 +67,8 @@ pub enum FieldKind {
     Subset { options: Vec<&'static str> },
     /// A list of decoder layer indices (0-based); empty means all.
     Layers,
+    /// One of `options`.
+    Choice { options: Vec<&'static str> },
 }
 
 impl FieldSpec {
@@ -112,6 +114,7 @@ impl FieldSpec {
             FieldKind::Layers => value
                 .as_array()
                 .is_some_and(|items| items.iter().all(|i| i.as_u64().is_some())),
+            FieldKind::Choice { options } => value.as_str().is_some_and(|v| options.contains(&v)),
         }
     }
 }
@@ -162,6 +165,7 @@ pub fn catalog() -> Vec<MethodSpec> {
         lora::spec(LoraConfig::default()),
         lora::rslora_spec(),
         lora::dora_spec(),
+        lora::pissa_spec(),
         full::spec(FullConfig::default()),
     ]
 }

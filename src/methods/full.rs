@@ -3,11 +3,12 @@
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{FieldKind, FieldSpec, MethodSpec};
-use super::{LINEAR_MODULES, Method, MethodConfig, MethodError, linear_shape};
+use super::{
+    LINEAR_MODULES, Method, MethodConfig, MethodError, PrepareContext, PreparedModel, linear_shape,
+};
 use crate::model::{CausalLm, ModelConfig};
 
 /// Per-layer modules besides the linear layers that full fine-tuning can train.
@@ -185,12 +186,19 @@ impl Method for FullConfig {
         total as u64
     }
 
-    fn prepare(&self, model: CausalLm, _rng: &mut StdRng) -> CausalLm {
+    fn prepare(
+        &self,
+        model: CausalLm,
+        _ctx: &mut PrepareContext<'_>,
+    ) -> Result<PreparedModel, MethodError> {
         let mut marker = Marker {
             config: self,
             path: Vec::new(),
         };
-        model.map(&mut marker)
+        Ok(PreparedModel {
+            model: model.map(&mut marker),
+            state: Default::default(),
+        })
     }
 }
 

@@ -10,6 +10,15 @@
 //! s·A·B) / ‖W + s·A·B‖`; `m` starts at the base's column norms, so
 //! training again starts from the base exactly. The norm is treated as a
 //! constant in backward (the paper's section 4.3, as PEFT does).
+//!
+//! PiSSA (Meng et al. 2024) is LoRA with `init = "pissa"`, PEFT's
+//! `init_lora_weights="pissa"` (or `"pissa_niter_N"` with `pissa_niter`):
+//! A and B start from the r leading singular triplets of W, `A·B =
+//! U_r·S_r·V_rᵀ / s`, and the frozen base becomes the residual `W − s·A·B`,
+//! so the model starts unchanged but trains the principal directions. The
+//! initial pair is the method's state: saved with every checkpoint, it
+//! rebuilds the residual on resume and turns the trained adapter into one
+//! on the original base at export (`A·B − A₀·B₀`, a LoRA of rank 2r).
 
 use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Int, Tensor, TensorData, module::linear};
@@ -18,8 +27,12 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{FieldKind, FieldSpec, MethodSpec};
-use super::{LINEAR_MODULES, Method, MethodConfig, MethodError, leaf_name, linear_shape};
+use super::{
+    LINEAR_MODULES, Method, MethodConfig, MethodError, MethodState, PrepareContext, PreparedModel,
+    leaf_name, linear_shape,
+};
 use crate::model::{CausalLm, Linear, ModelConfig};
+use crate::train::params::HostTensor;
 
 /// The `[method]` keys of `kind = "lora"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +52,33 @@ pub struct LoraConfig {
     /// Weight-decomposed LoRA (DoRA): also train a magnitude per output
     /// feature.
     pub use_dora: bool,
+    /// How A and B start.
+    pub init: LoraInit,
+    /// With `init = "pissa"`: power iterations of a randomized SVD (PEFT's
+    /// `pissa_niter_N`); 0 computes the exact SVD.
+    pub pissa_niter: usize,
+}
+
+/// How a LoRA adapter starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoraInit {
+    /// A random (PEFT's kaiming-uniform), B zero.
+    #[default]
+    Default,
+    /// PiSSA: A and B from the leading singular triplets of W, the base
+    /// replaced by the residual.
+    Pissa,
+}
+
+impl LoraInit {
+    /// The stable name, as in the `[method]` table.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoraInit::Default => "default",
+            LoraInit::Pissa => "pissa",
+        }
+    }
 }
 
 impl Default for LoraConfig {
@@ -50,6 +90,8 @@ impl Default for LoraConfig {
             target_modules: LINEAR_MODULES.iter().map(|s| s.to_string()).collect(),
             use_rslora: false,
             use_dora: false,
+            init: LoraInit::Default,
+            pissa_niter: 0,
         }
     }
 }
@@ -61,6 +103,26 @@ impl LoraConfig {
             self.alpha / (self.rank as f64).sqrt()
         } else {
             self.alpha / self.rank as f64
+        }
+    }
+
+    /// The LoRA an export writes for a run of this config: the same, or
+    /// for PiSSA the rank-2r adapter `[A, A₀]·[B; −B₀]` on the original
+    /// base with the same scale (PEFT's conversion of a PiSSA adapter).
+    pub fn exported(&self) -> LoraConfig {
+        if self.init != LoraInit::Pissa {
+            return self.clone();
+        }
+        LoraConfig {
+            rank: 2 * self.rank,
+            alpha: if self.use_rslora {
+                self.alpha * 2f64.sqrt()
+            } else {
+                2.0 * self.alpha
+            },
+            init: LoraInit::Default,
+            pissa_niter: 0,
+            ..self.clone()
         }
     }
 
@@ -123,6 +185,20 @@ fn fields() -> Vec<FieldSpec> {
             "also train a magnitude per output feature (DoRA)",
             FieldKind::Bool,
         ),
+        FieldSpec::new(
+            "init",
+            "Initialisation",
+            "how A and B start: default (A random, B zero) or pissa (the base's leading singular directions, PiSSA)",
+            FieldKind::Choice {
+                options: vec![LoraInit::Default.name(), LoraInit::Pissa.name()],
+            },
+        ),
+        FieldSpec::new(
+            "pissa_niter",
+            "PiSSA power iterations",
+            "with init = pissa: iterations of a fast randomized SVD; 0 = the exact SVD",
+            FieldKind::Int { min: 0, max: None },
+        ),
     ]
 }
 
@@ -153,6 +229,23 @@ pub fn rslora_spec() -> MethodSpec {
     )
 }
 
+/// The PiSSA card: LoRA with `init = "pissa"`.
+pub fn pissa_spec() -> MethodSpec {
+    MethodSpec::new(
+        "pissa",
+        "PiSSA",
+        Some(
+            "Meng et al. 2024, PiSSA: Principal Singular Values and Singular Vectors Adaptation of Large Language Models",
+        ),
+        "LoRA that starts on the base's principal directions: usually converges faster and ends lower than LoRA at the same rank; a short SVD per layer before training.",
+        MethodConfig::Lora(LoraConfig {
+            init: LoraInit::Pissa,
+            ..LoraConfig::default()
+        }),
+        fields(),
+    )
+}
+
 /// The DoRA card: LoRA with `use_dora` on.
 pub fn dora_spec() -> MethodSpec {
     MethodSpec::new(
@@ -170,7 +263,11 @@ pub fn dora_spec() -> MethodSpec {
 
 impl Method for LoraConfig {
     fn name(&self) -> &'static str {
-        if self.use_dora { "dora" } else { "lora" }
+        match (self.init, self.use_dora) {
+            (LoraInit::Pissa, _) => "pissa",
+            (_, true) => "dora",
+            _ => "lora",
+        }
     }
 
     fn validate(&self, model: &ModelConfig) -> Result<(), MethodError> {
@@ -193,6 +290,20 @@ impl Method for LoraConfig {
                 key: "dropout",
                 value: self.dropout.to_string(),
                 reason: "dropout is a probability in [0, 1)",
+            });
+        }
+        if self.pissa_niter > 0 && self.init != LoraInit::Pissa {
+            return Err(MethodError::Invalid {
+                key: "pissa_niter",
+                value: self.pissa_niter.to_string(),
+                reason: "it applies to init = \"pissa\" only; set it to 0 or choose PiSSA",
+            });
+        }
+        if self.use_dora && self.init == LoraInit::Pissa {
+            return Err(MethodError::Invalid {
+                key: "use_dora",
+                value: "true".into(),
+                reason: "DoRA with init = \"pissa\" is not supported; use one of the two",
             });
         }
         if self.target_modules.is_empty() {
@@ -230,25 +341,70 @@ impl Method for LoraConfig {
         (per_layer * model.num_layers) as u64
     }
 
-    fn prepare(&self, model: CausalLm, rng: &mut StdRng) -> CausalLm {
+    fn prepare(
+        &self,
+        model: CausalLm,
+        ctx: &mut PrepareContext<'_>,
+    ) -> Result<PreparedModel, MethodError> {
         let mut model = model.no_grad();
         let scaling = self.scaling();
-        for (name, layer) in model.linears_mut() {
-            if !self.targets(&name) {
-                continue;
-            }
+        let mut state = MethodState::new();
+        let targets: Vec<_> = model
+            .linears_mut()
+            .into_iter()
+            .filter(|(name, _)| self.targets(name))
+            .collect();
+        let total = targets.len();
+        for (done, (name, layer)) in targets.into_iter().enumerate() {
             let (inp, out) = layer.dims();
             let device = layer.device();
-            let bound = 1.0 / (inp as f64).sqrt();
-            // A is [in, r] here (PEFT stores its transpose [r, in]); draw it in
-            // PEFT's row order so the same seed means the same matrix.
-            let mut a_peft = vec![0f32; self.rank * inp];
-            for v in &mut a_peft {
-                *v = ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32;
-            }
-            let a = transpose(&a_peft, self.rank, inp);
+            let (a, b) = match self.init {
+                LoraInit::Default => (
+                    kaiming_a(inp, self.rank, ctx.rng),
+                    vec![0f32; self.rank * out],
+                ),
+                LoraInit::Pissa => {
+                    let (a, b) = match ctx.saved {
+                        Some(saved) => {
+                            saved_pair(saved, &name, [inp, self.rank], [self.rank, out])?
+                        }
+                        None => {
+                            (ctx.progress)(done, total, &format!("PiSSA: SVD of {name}"));
+                            self.pissa_pair(layer, ctx.rng).map_err(|e| {
+                                MethodError::Decomposition {
+                                    module: name.clone(),
+                                    reason: e.to_string(),
+                                }
+                            })?
+                        }
+                    };
+                    let w = HostTensor::from_tensor(layer.frozen_weight()).data;
+                    let residual = residual(&w, &a, &b, self.rank, scaling);
+                    layer.replace_frozen_weight(residual).map_err(|e| {
+                        MethodError::Decomposition {
+                            module: name.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    state.insert(
+                        init_key(&name, 'a'),
+                        HostTensor {
+                            shape: vec![inp, self.rank],
+                            data: a.clone(),
+                        },
+                    );
+                    state.insert(
+                        init_key(&name, 'b'),
+                        HostTensor {
+                            shape: vec![self.rank, out],
+                            data: b.clone(),
+                        },
+                    );
+                    (a, b)
+                }
+            };
             let a = Tensor::<2>::from_data(TensorData::new(a, [inp, self.rank]), &device);
-            let b = Tensor::<2>::zeros([self.rank, out], &device);
+            let b = Tensor::<2>::from_data(TensorData::new(b, [self.rank, out]), &device);
             // With B zero, ‖W + s·A·B‖ is ‖W‖: the magnitude that leaves the
             // layer as it was.
             let magnitude = self
@@ -262,8 +418,92 @@ impl Method for LoraConfig {
                 dropout: self.dropout,
             }));
         }
-        model
+        Ok(PreparedModel { model, state })
     }
+}
+
+impl LoraConfig {
+    /// PiSSA's initial (A [in, r], B [r, out]) for `layer`: with `w = U·S·Vᵀ`
+    /// (our [in, out] layout), `A = U_r·sqrt(S_r/s)`, `B = sqrt(S_r/s)·V_rᵀ`,
+    /// the transposes of PEFT's `lora_A`/`lora_B`.
+    fn pissa_pair(
+        &self,
+        layer: &Linear,
+        rng: &mut StdRng,
+    ) -> Result<(Vec<f32>, Vec<f32>), super::svd::SvdError> {
+        let (inp, out) = layer.dims();
+        let w = HostTensor::from_tensor(layer.frozen_weight()).data;
+        let r = self.rank;
+        let lead = if self.pissa_niter == 0 {
+            super::svd::leading(&w, inp, out, r)?
+        } else {
+            super::svd::leading_randomized(&w, inp, out, r, self.pissa_niter, rng)?
+        };
+        let root: Vec<f64> = lead.s.iter().map(|s| (s / self.scaling()).sqrt()).collect();
+        let a = (0..inp * r)
+            .map(|i| (lead.u[i] * root[i % r]) as f32)
+            .collect();
+        let b = (0..r * out)
+            .map(|i| (root[i / out] * lead.vt[i]) as f32)
+            .collect();
+        Ok((a, b))
+    }
+}
+
+/// The state key of PiSSA's initial A or B of `module`
+/// (`model.layers.0.self_attn.q_proj`).
+pub fn init_key(module: &str, part: char) -> String {
+    format!("{module}.lora.init_{part}")
+}
+
+/// The initial pair of `module` from a checkpoint's method state.
+fn saved_pair(
+    saved: &MethodState,
+    module: &str,
+    a_shape: [usize; 2],
+    b_shape: [usize; 2],
+) -> Result<(Vec<f32>, Vec<f32>), MethodError> {
+    let get = |part, shape: [usize; 2]| {
+        let key = init_key(module, part);
+        match saved.get(&key) {
+            Some(t) if t.shape == shape => Ok(t.data.clone()),
+            Some(t) => Err(MethodError::State {
+                key,
+                reason: format!("its shape is {:?}, the model needs {shape:?}", t.shape),
+            }),
+            None => Err(MethodError::State {
+                key,
+                reason: "it is missing".into(),
+            }),
+        }
+    };
+    Ok((get('a', a_shape)?, get('b', b_shape)?))
+}
+
+/// `w − s·A·B` (all row-major, w [in, out]), accumulated in f64.
+pub fn residual(w: &[f32], a: &[f32], b: &[f32], r: usize, scaling: f64) -> Vec<f32> {
+    let out = b.len() / r.max(1);
+    let mut res = vec![0f32; w.len()];
+    for (i, row) in res.chunks_mut(out).enumerate() {
+        let ai = &a[i * r..(i + 1) * r];
+        for (j, v) in row.iter_mut().enumerate() {
+            let delta: f64 = (0..r).map(|k| ai[k] as f64 * b[k * out + j] as f64).sum();
+            *v = (w[i * out + j] as f64 - scaling * delta) as f32;
+        }
+    }
+    res
+}
+
+/// PEFT's LoRA A, kaiming-uniform with a = sqrt 5 (uniform in ±1/sqrt(in)),
+/// as our [in, r]; drawn in PEFT's row order ([r, in]) so the same seed
+/// means the same matrix.
+fn kaiming_a(inp: usize, rank: usize, rng: &mut StdRng) -> Vec<f32> {
+    let bound = 1.0 / (inp as f64).sqrt();
+    let mut a_peft = vec![0f32; rank * inp];
+    for v in &mut a_peft {
+        *v = ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32;
+    }
+    transpose(&a_peft, rank, inp)
 }
 
 /// Row-major [rows, cols] -> [cols, rows].

@@ -6,6 +6,9 @@
 pub mod catalog;
 pub mod full;
 pub mod lora;
+pub mod svd;
+
+use std::collections::BTreeMap;
 
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -16,7 +19,43 @@ use thiserror::Error;
 use crate::model::{CausalLm, Linear, ModelConfig};
 
 pub use full::FullConfig;
-pub use lora::{LoraAdapter, LoraConfig};
+pub use lora::{LoraAdapter, LoraConfig, LoraInit};
+
+use crate::train::params::HostTensor;
+
+/// Tensors a method keeps beside its trained parameters, by name: fixed at
+/// preparation (PiSSA's initial pair) or moved by its hooks. Saved with
+/// every checkpoint and handed back on resume and export, so a run resumes
+/// and exports exactly.
+pub type MethodState = BTreeMap<String, HostTensor>;
+
+/// What [`Method::prepare`] works with besides the model.
+pub struct PrepareContext<'a> {
+    /// The run's seeded random stream (`train.seed`).
+    pub rng: &'a mut StdRng,
+    /// The state a checkpoint saved, when a run resumes or a trained run is
+    /// loaded: the method rebuilds from it rather than computing it anew.
+    pub saved: Option<&'a MethodState>,
+    /// Progress of a long preparation: (done, total, what is being done).
+    pub progress: &'a mut dyn FnMut(usize, usize, &str),
+}
+
+impl<'a> PrepareContext<'a> {
+    /// A fresh preparation that reports no progress.
+    pub fn fresh(rng: &'a mut StdRng, progress: &'a mut dyn FnMut(usize, usize, &str)) -> Self {
+        Self {
+            rng,
+            saved: None,
+            progress,
+        }
+    }
+}
+
+/// The model to train and the method's state to checkpoint with it.
+pub struct PreparedModel {
+    pub model: CausalLm,
+    pub state: MethodState,
+}
 
 /// The linear layers of a decoder block, by their HF names.
 pub const LINEAR_MODULES: [&str; 7] = [
@@ -48,10 +87,23 @@ pub trait Method {
     }
 
     /// Turns a freshly loaded model into the model to train: adds the
-    /// method's parameters (initialised from `rng`) and marks exactly the
-    /// trained parameters as requiring gradients; everything else is frozen
-    /// so it gets neither gradients nor optimizer state.
-    fn prepare(&self, model: CausalLm, rng: &mut StdRng) -> CausalLm;
+    /// method's parameters (initialised from `ctx.rng`, or rebuilt from
+    /// `ctx.saved`) and marks exactly the trained parameters as requiring
+    /// gradients; everything else is frozen so it gets neither gradients
+    /// nor optimizer state.
+    fn prepare(
+        &self,
+        model: CausalLm,
+        ctx: &mut PrepareContext<'_>,
+    ) -> Result<PreparedModel, MethodError>;
+
+    /// [`Method::prepare`] from scratch without progress reports, keeping
+    /// only the model (tests, benchmarks).
+    fn prepare_fresh(&self, model: CausalLm, rng: &mut StdRng) -> Result<CausalLm, MethodError> {
+        let mut quiet = |_: usize, _: usize, _: &str| {};
+        let mut ctx = PrepareContext::fresh(rng, &mut quiet);
+        Ok(self.prepare(model, &mut ctx)?.model)
+    }
 }
 
 /// The `[method]` section of a run configuration.
@@ -139,6 +191,13 @@ pub enum MethodError {
     },
     #[error("method.layers lists layer {layer}, but the model has layers 0..{num_layers}")]
     NoSuchLayer { layer: usize, num_layers: usize },
+    #[error("preparing {module} failed: {reason}")]
+    Decomposition { module: String, reason: String },
+    #[error(
+        "the run's saved method state `{key}` cannot be used: {reason} \
+         (was the run's model or [method] section changed?)"
+    )]
+    State { key: String, reason: String },
 }
 
 /// (in, out) features of the linear module `name` (`q_proj`...) in this model.

@@ -100,6 +100,35 @@ impl Linear {
         w.detach()
     }
 
+    /// Replaces the frozen weight by `w` (row-major [in, out], f32), held
+    /// as the old one was: in its dtype, or quantized again in its format
+    /// (for methods that start from a modified base, as PiSSA's residual).
+    pub fn replace_frozen_weight(&mut self, w: Vec<f32>) -> Result<(), ReplaceError> {
+        let (inp, out) = self.dims();
+        let device = self.device();
+        if let Some(q) = &self.quantized {
+            // Quantized rows are HF's [out, in].
+            let format = q.format;
+            let rows = crate::methods::lora::transpose(&w, inp, out);
+            let q = tunesmith_kernels::quant::quantize(&rows, inp, format)
+                .map_err(|e| ReplaceError(e.to_string()))?;
+            self.quantized = Some(QuantizedWeight::new(q, &device));
+            return Ok(());
+        }
+        let Some(old) = &self.weight else {
+            unreachable!("a Linear is built with a weight")
+        };
+        let dtype = old.val().dtype();
+        let t = Tensor::<2>::from_data(burn::tensor::TensorData::new(w, [inp, out]), &device);
+        let t = match dtype {
+            burn::tensor::DType::BF16 => t.cast(burn::tensor::FloatDType::BF16),
+            burn::tensor::DType::F16 => t.cast(burn::tensor::FloatDType::F16),
+            _ => t,
+        };
+        self.weight = Some(Param::from_tensor(t).set_require_grad(false));
+        Ok(())
+    }
+
     /// (in, out) features.
     pub fn dims(&self) -> (usize, usize) {
         match (&self.weight, &self.quantized) {
@@ -112,6 +141,11 @@ impl Linear {
         }
     }
 }
+
+/// A replacement weight could not be held as the layer's was.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the new weight cannot be quantized like the old one: {0}")]
+pub struct ReplaceError(pub String);
 
 /// `x · weight (+ bias)` for a dense frozen or trained weight [in, out].
 fn dense<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {

@@ -19,6 +19,21 @@ pub const WEIGHTS: &str = "trainable.safetensors";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
 /// Loop state of a checkpoint.
 pub const STATE: &str = "state.json";
+/// The method's own state (PiSSA's initial adapter...), empty for most
+/// methods; checkpoints written before it existed have none.
+pub const METHOD: &str = "method.safetensors";
+
+/// Everything one checkpoint holds.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Trained parameters by module path.
+    pub weights: BTreeMap<String, HostTensor>,
+    /// AdamW moments by parameter name.
+    pub optimizer: BTreeMap<String, HostTensor>,
+    /// The method's state ([`crate::methods::MethodState`]).
+    pub method: BTreeMap<String, HostTensor>,
+    pub state: LoopState,
+}
 
 /// Where the loop stood when the checkpoint was taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +65,7 @@ pub fn save(
     root: &Path,
     weights: &BTreeMap<String, HostTensor>,
     optimizer: &BTreeMap<String, HostTensor>,
+    method: &BTreeMap<String, HostTensor>,
     state: &LoopState,
 ) -> Result<PathBuf, TrainError> {
     let io = |path: &Path| {
@@ -68,6 +84,7 @@ pub fn save(
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     write_safetensors(&tmp.join(WEIGHTS), weights)?;
     write_safetensors(&tmp.join(OPTIMIZER), optimizer)?;
+    write_safetensors(&tmp.join(METHOD), method)?;
     let json = serde_json::to_vec_pretty(state).unwrap_or_default();
     crate::fsutil::write_atomic(&tmp.join(STATE), &json).map_err(io(&tmp))?;
     if final_dir.exists() {
@@ -81,19 +98,10 @@ pub fn save(
 }
 
 /// Reads a checkpoint folder.
-#[allow(clippy::type_complexity)]
-pub fn load(
-    dir: &Path,
-) -> Result<
-    (
-        BTreeMap<String, HostTensor>,
-        BTreeMap<String, HostTensor>,
-        LoopState,
-    ),
-    TrainError,
-> {
+pub fn load(dir: &Path) -> Result<Loaded, TrainError> {
     let weights = read_safetensors(&dir.join(WEIGHTS))?;
     let optimizer = read_safetensors(&dir.join(OPTIMIZER))?;
+    let method = read_method_state(dir)?;
     let path = dir.join(STATE);
     let text = std::fs::read(&path).map_err(|source| TrainError::Io {
         path: path.clone(),
@@ -103,7 +111,22 @@ pub fn load(
         path,
         reason: e.to_string(),
     })?;
-    Ok((weights, optimizer, state))
+    Ok(Loaded {
+        weights,
+        optimizer,
+        method,
+        state,
+    })
+}
+
+/// The method state of the checkpoint folder `dir` (empty when it has none).
+pub fn read_method_state(dir: &Path) -> Result<BTreeMap<String, HostTensor>, TrainError> {
+    let path = dir.join(METHOD);
+    if path.is_file() {
+        read_safetensors(&path)
+    } else {
+        Ok(BTreeMap::new())
+    }
 }
 
 /// Complete checkpoints under `root`, sorted by step.
@@ -241,16 +264,25 @@ mod tests {
             },
         )]);
         for step in [2, 4, 6, 8] {
-            save(tmp.path(), &w, &BTreeMap::new(), &state(step)).unwrap();
+            save(tmp.path(), &w, &BTreeMap::new(), &w, &state(step)).unwrap();
         }
         // A torn write leaves only a hidden temporary folder, never listed.
         std::fs::create_dir(tmp.path().join(".tmp-step-000010-1")).unwrap();
         prune(tmp.path(), 2, Some(4));
         let left: Vec<usize> = list(tmp.path()).into_iter().map(|(s, _)| s).collect();
         assert_eq!(left, [4, 6, 8]);
-        let (weights, _, st) = load(&tmp.path().join(dir_name(8))).unwrap();
-        assert_eq!(weights, w);
-        assert_eq!(st, state(8));
+        let loaded = load(&tmp.path().join(dir_name(8))).unwrap();
+        assert_eq!(loaded.weights, w);
+        assert_eq!(loaded.method, w);
+        assert_eq!(loaded.state, state(8));
+        // A checkpoint from before method state existed reads as empty.
+        std::fs::remove_file(tmp.path().join(dir_name(8)).join(METHOD)).unwrap();
+        assert!(
+            load(&tmp.path().join(dir_name(8)))
+                .unwrap()
+                .method
+                .is_empty()
+        );
     }
 
     #[test]
@@ -267,8 +299,10 @@ mod tests {
                 t.clone(),
             ),
         ]);
-        let dir = save(tmp.path(), &old, &old, &state(1)).unwrap();
-        let (weights, optimizer, _) = load(&dir).unwrap();
+        let dir = save(tmp.path(), &old, &old, &BTreeMap::new(), &state(1)).unwrap();
+        let Loaded {
+            weights, optimizer, ..
+        } = load(&dir).unwrap();
         let names: Vec<&str> = weights.keys().map(String::as_str).collect();
         assert_eq!(
             names,

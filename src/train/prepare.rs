@@ -196,7 +196,14 @@ pub fn load_adapted_stored(
     let (model, model_config) = CausalLm::load_stored(&dir, device, storage)?;
     config.method.method().validate(&model_config)?;
     let mut rng = StdRng::seed_from_u64(config.train.seed);
-    let model = config.method.method().prepare(model, &mut rng);
+    let saved = checkpoint::read_method_state(&ckpt)?;
+    let mut quiet = |_: usize, _: usize, _: &str| {};
+    let mut ctx = crate::methods::PrepareContext {
+        rng: &mut rng,
+        saved: Some(&saved),
+        progress: &mut quiet,
+    };
+    let model = config.method.method().prepare(model, &mut ctx)?.model;
     let weights = checkpoint::read_safetensors(&ckpt.join(checkpoint::WEIGHTS))?;
     let (model, missing) = write_params(model, &weights);
     if let Some(name) = missing.first() {

@@ -62,7 +62,12 @@ impl Session {
             .ok_or_else(|| TrainError::NoCheckpoint {
                 path: run_dir.to_path_buf(),
             })?;
-        let (weights, optimizer, state) = checkpoint::load(&ckpt)?;
+        let checkpoint::Loaded {
+            weights,
+            optimizer,
+            method,
+            state,
+        } = checkpoint::load(&ckpt)?;
         if state.step >= prepared.total_steps {
             return Err(TrainError::AlreadyComplete {
                 step: state.step,
@@ -72,6 +77,7 @@ impl Session {
         let resume = Resume {
             weights,
             optimizer,
+            method,
             state,
         };
         Ok(spawn(prepared, run_dir.to_path_buf(), Some(resume)))

@@ -30,6 +30,7 @@ use crate::model::CausalLm;
 pub(super) struct Resume {
     pub weights: BTreeMap<String, HostTensor>,
     pub optimizer: BTreeMap<String, HostTensor>,
+    pub method: crate::methods::MethodState,
     pub state: LoopState,
 }
 
@@ -267,10 +268,42 @@ fn run(
     let cfg = &prepared.config;
     let t = &cfg.train;
     let device = prepared.device.device.clone().autodiff();
+    // Before loading, so that a method's long preparation (an SVD per
+    // layer) reports its progress inside the started run.
+    reporter.emit(TrainEvent::Started {
+        run_dir: run_dir.to_path_buf(),
+        start_step: resume.as_ref().map_or(0, |r| r.state.step),
+        total_steps: prepared.total_steps,
+        train_rows: prepared.train.len(),
+        val_rows: prepared.val.len(),
+        truncated_rows: prepared.truncated,
+        bad_rows: prepared.bad_rows.len(),
+        trainable_params: prepared.trainable_params,
+        total_params: prepared.total_params,
+        method: cfg.method.method().name().to_string(),
+        backend: prepared.device.description.clone(),
+        base_storage: prepared.storage.describe(),
+        estimated_memory_bytes: Some(prepared.estimate.memory.total),
+        warnings: prepared.warnings.clone(),
+    });
     let (model, _) = CausalLm::load_stored(&cfg.model.path, &device, prepared.storage)?;
     let mut rng = StdRng::seed_from_u64(t.seed);
     let method = cfg.method.method();
-    let mut model = method.prepare(model, &mut rng);
+    let mut progress = |done: usize, total: usize, what: &str| {
+        reporter.emit(TrainEvent::Preparing {
+            step: resume.as_ref().map_or(0, |r| r.state.step),
+            message: format!("{what} ({} of {total})", done + 1),
+        });
+    };
+    let mut ctx = crate::methods::PrepareContext {
+        rng: &mut rng,
+        saved: resume.as_ref().map(|r| &r.method),
+        progress: &mut progress,
+    };
+    let crate::methods::PreparedModel {
+        mut model,
+        state: method_state,
+    } = method.prepare(model, &mut ctx)?;
     let mut optim = AdamW::new(t);
     let ckpt_root = run_dir.join("checkpoints");
     let mut state = LoopState {
@@ -307,22 +340,6 @@ fn run(
         state.epoch,
         state.position,
     );
-    reporter.emit(TrainEvent::Started {
-        run_dir: run_dir.to_path_buf(),
-        start_step: state.step,
-        total_steps: prepared.total_steps,
-        train_rows: prepared.train.len(),
-        val_rows: prepared.val.len(),
-        truncated_rows: prepared.truncated,
-        bad_rows: prepared.bad_rows.len(),
-        trainable_params: prepared.trainable_params,
-        total_params: prepared.total_params,
-        method: method.name().to_string(),
-        backend: prepared.device.description.clone(),
-        base_storage: prepared.storage.describe(),
-        estimated_memory_bytes: Some(prepared.estimate.memory.total),
-        warnings: prepared.warnings.clone(),
-    });
     if crate::backend::compiles_per_shape(&prepared.device.device) {
         reporter.emit(TrainEvent::Preparing {
             step: state.step,
@@ -335,6 +352,7 @@ fn run(
             &ckpt_root,
             &params::read_trainable(model),
             &optim.state(),
+            &method_state,
             state,
         )?;
         checkpoint::prune(&ckpt_root, t.keep_checkpoints, state.best_step);

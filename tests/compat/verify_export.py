@@ -4,8 +4,9 @@ needs torch, transformers and peft, so not in CI).
 
     tests/compat/verify_export.py TUNESMITH_BINARY WORK_DIR
 
-For a Llama-style LoRA run, a Qwen2 rsLoRA run and a Qwen2 DoRA run
-(PEFT's `use_dora`): loads the PEFT export
+For a Llama-style LoRA run, a Qwen2 rsLoRA run, a Qwen2 DoRA run
+(PEFT's `use_dora`) and a Llama-style PiSSA run (exported as PEFT's rank-2r
+conversion on the original base): loads the PEFT export
 with PeftModel.from_pretrained on the base model and the merged export with
 AutoModelForCausalLM.from_pretrained, and compares their logits with
 `tunesmith logits --adapter RUN` on the same tokens (max |diff| <= 1e-4).
@@ -69,6 +70,7 @@ def main() -> None:
     verify(binary, work, "qwen2-dora",
            [f"model.path={qwen}", "method.use_dora=true", "method.rank=4", "method.alpha=8"],
            qwen)
+    verify(binary, work, "llama-pissa", ["method.init=pissa"], tiny)
     print("PEFT and merged exports: ok")
 
 

@@ -110,7 +110,7 @@ test("the estimate says whether the run fits, and a suggested saver applies to t
   await assertClean(t, app);
 });
 
-test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA's card, full fine-tuning's modules and layers", async (t) => {
+test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA's and PiSSA's cards, full fine-tuning's modules and layers", async (t) => {
   const app = await openApp(env);
   const { page } = app;
   await toMethodStep(page);
@@ -138,6 +138,18 @@ test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA'
     const m = window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method;
     return m?.use_dora === true && m.use_rslora === false && m.kind === "lora";
   });
+  // PiSSA: a choice field (a select of the engine's options) set to pissa; switching it back asks for plain LoRA.
+  assert.match(await page.$eval(sel("method-pissa"), (e) => e.textContent), /PiSSA.*Meng et al\. 2024/);
+  await click(page, "method-pissa");
+  assert.deepEqual(await page.$$eval(`${sel("init-input")} option`, (os) => os.map((o) => o.value)), ["default", "pissa"]);
+  assert.equal(await page.$eval(sel("init-input"), (e) => e.value), "pissa");
+  assert.equal(await page.$eval(sel("use_dora-input"), (e) => e.checked), false);
+  await page.waitForFunction(() => {
+    const m = window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method;
+    return m?.init === "pissa" && m.pissa_niter === 0 && m.use_dora === false;
+  });
+  await page.select(sel("init-input"), "default");
+  await page.waitForFunction(() => window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method.init === "default");
   // Full fine-tuning: its own fields from the engine, no LoRA fields, no quantized base.
   await click(page, "method-full");
   for (const id of ["rank-input", "alpha-input", "use_rslora-input", "quantize-input"]) {

@@ -110,6 +110,10 @@ export function text(page, id) {
 
 export async function click(page, id) {
   await page.waitForSelector(`${sel(id)}:not([disabled])`, { visible: true, timeout: 3000 });
+  // Scrolled as the browser scrolls a focused element, above the sticky
+  // wizard footer (the app's scroll-padding); puppeteer's own scrolling
+  // ignores scroll-padding and would leave it under the footer.
+  await page.$eval(sel(id), (e) => e.scrollIntoView({ block: "nearest" }));
   await page.click(sel(id));
 }
 

@@ -157,6 +157,21 @@ function boolControl(f) {
     }), f.label);
 }
 
+/** One of the field's options, as a select. */
+function choiceControl(f) {
+  const method = wizard.config.method;
+  const current = method[f.key] ?? f.default;
+  return field(f.label, h("select", {
+    testid: `${f.key}-input`,
+    title: f.doc,
+    onchange: (e) => {
+      method[f.key] = e.target.value;
+      emit("wizard:message", null);
+      scheduleEstimate();
+    },
+  }, f.options.map((v) => h("option", { value: v, selected: current === v }, v)))).wrap;
+}
+
 /** Decoder layers as "0, 2, 5" (empty = all); an entry that is not a layer index is left out. */
 function layersControl(f) {
   const method = wizard.config.method;
@@ -179,6 +194,7 @@ function methodControls() {
     if (f.type === "subset") return subsetControl(f);
     if (f.type === "bool") return boolControl(f);
     if (f.type === "layers") return layersControl(f);
+    if (f.type === "choice") return choiceControl(f);
     return h("p", { class: "hint" }, `method.${f.key}: edit it in the run's TOML (this app has no control for a ${f.type} field).`);
   });
   return h("div", { class: "controls" },

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The adapter methods side by side on the real SmolLM2-135M-Instruct
+# (`tunesmith models fetch smollm2-135m-instruct`): the same short run of the
+# SmolLM2 quickstart (smithy-chat, 8 x 128, lr 1e-3 cosine) per method, and a
+# table of method, trainable parameters, tokens/s, peak memory and the final
+# validation loss. One method after the other in one process each, so the
+# tokens/s compare on the same machine.
+#   bench/methods.sh [STEPS]        (default 40; METHODS="lora dora pissa")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
+PROFILE="${PROFILE:-debug}"
+STEPS="${1:-40}"
+METHODS="${METHODS:-lora dora pissa}"
+if [ "$PROFILE" = release ]; then
+    cargo build --release -p tunesmith --bin tunesmith
+else
+    cargo build --workspace --bins
+fi
+BIN="$TARGET/$PROFILE/tunesmith"
+MODEL="$("$BIN" models fetch smollm2-135m-instruct | tail -n 1)"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+printf '%-7s %12s %10s %12s %14s %8s\n' method trainable tokens/s "peak MiB" "final val" steps
+for m in $METHODS; do
+    case "$m" in
+        lora) set_method=() ;;
+        dora) set_method=(--set method.use_dora=true) ;;
+        pissa) set_method=(--set method.init=pissa) ;;
+        *) echo "unknown method $m (lora, dora, pissa)" >&2; exit 2 ;;
+    esac
+    "$BIN" train presets/quickstart-smollm2.toml --backend cpu --json \
+        --set "model.path=$MODEL" --set "output.runs_dir=$WORK/$m" \
+        --set "train.max_steps=$STEPS" --set "train.eval_every=$STEPS" \
+        "${set_method[@]}" > "$WORK/$m.jsonl"
+    python3 - "$m" "$WORK/$m.jsonl" <<'EOF'
+import json, sys
+name, path = sys.argv[1], sys.argv[2]
+events = [json.loads(l) for l in open(path)]
+started = next(e for e in events if e["event"] == "started")
+steps = [e for e in events if e["event"] == "step"]
+done = next(e for e in events if e["event"] == "finished")
+# tokens/s after the first step (which pays for first-touch allocation)
+rate = steps[-1]["tokens_per_sec"] if steps else float("nan")
+peak = (done.get("peak_memory_bytes") or 0) / 2**20
+val = done.get("final_val_loss")
+print(f"{name:<7} {started['trainable_params']:>12,} {rate:>10.0f} {peak:>12.0f} "
+      f"{val if val is None else round(val, 4)!s:>14} {done['step']:>8}")
+EOF
+done
