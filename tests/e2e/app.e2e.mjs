@@ -66,8 +66,11 @@ test("wizard → run → live chart → stop → PEFT export on disk → chat", 
     await wd.until("the model kept", async () => /\d/.test(await wd.text("model-params")));
     await wd.click("wizard-next");
 
-    // 3. Method: LoRA at rank 8; the estimate follows the rank.
-    await wd.click("method-lora");
+    // 3. Method: PiSSA (a card of the engine's catalogue) at rank 8; the
+    // estimate follows the rank (PiSSA trains what LoRA does).
+    await wd.click("method-pissa");
+    await wd.until("PiSSA's initialisation", async () => (await wd.script(
+      "return document.querySelector('[data-testid=init-input]').value;")) === "pissa");
     await wd.type("rank-input", "8");
     await wd.until("the rank-8 estimate", async () => /74\.0\s*K|73\.98|73,984|74 K/.test(await wd.text("trainable-params")));
     screenshot("3-method");
@@ -79,7 +82,10 @@ test("wizard → run → live chart → stop → PEFT export on disk → chat", 
     await wd.click("wizard-next");
 
     // 5. Review and start.
-    await wd.until("the TOML", async () => (await wd.text("review-toml")).includes("rank = 8"));
+    await wd.until("the TOML", async () => {
+      const toml = await wd.text("review-toml");
+      return toml.includes("rank = 8") && toml.includes('init = "pissa"');
+    });
     screenshot("5-review");
     // Count what reaches the page on `run-events` (payloads and the events
     // in them), to report the window's update rate.
