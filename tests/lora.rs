@@ -1010,3 +1010,50 @@ fn lora_r4() -> LoraConfig {
         ..LoraConfig::default()
     }
 }
+
+/// PiSSA moves the base's principal part into the adapter without changing
+/// the model: before any step the adapted model computes the base model's
+/// logits, with the exact SVD and with the randomized one (`pissa_niter`).
+/// A quantized base is refused with what to do instead: decomposing the
+/// quantized weights and quantizing the residual again put the logits
+/// further from the f32 model (0.23) than the q8_0 base itself (0.14).
+#[test]
+fn pissa_starts_from_the_base_model_and_refuses_a_quantized_one() {
+    let device = Device::flex();
+    let dir = common::models_dir().join("qwen2");
+    let ids: Vec<i64> = (0..20).map(|i| (i * 29 % 300) as i64).collect();
+    let f32 = Storage::dense(burn::tensor::DType::F32);
+    let (base, _) = CausalLm::load_stored(&dir, &device, f32).unwrap();
+    let want = common::logits(&base, &ids);
+    for niter in [0, 2] {
+        let cfg = LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            init: LoraInit::Pissa,
+            pissa_niter: niter,
+            ..LoraConfig::default()
+        };
+        let (model, _) = CausalLm::load_stored(&dir, &device, f32).unwrap();
+        let model = cfg
+            .prepare_fresh(model, &mut StdRng::seed_from_u64(3))
+            .unwrap();
+        let diff = max_abs_diff(&common::logits(&model, &ids), &want);
+        assert!(
+            diff < 1e-5,
+            "pissa_niter {niter}: the prepared model moved the logits by {diff}"
+        );
+        eprintln!("pissa_niter {niter}: logits within {diff:.1e} of the base's");
+    }
+    let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/quickstart.toml");
+    let err = tunesmith::RunConfig::load(
+        &preset,
+        &["method.init=pissa".into(), "model.quantize=q4_0".into()],
+    )
+    .unwrap()
+    .validate()
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("model.quantize = \"none\""),
+        "{err}"
+    );
+}

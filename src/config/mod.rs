@@ -447,12 +447,13 @@ impl RunConfig {
                 reason: "a sequence needs at least 2 tokens to predict one",
             });
         }
-        if self.model.quantize != Quantize::None && self.method.method().trains_base_weights() {
+        if self.model.quantize != Quantize::None
+            && let Some(reason) = self.method.method().quantized_base_refusal()
+        {
             return Err(ConfigError::Invalid {
                 key: "model.quantize",
                 value: self.model.quantize.name().to_string(),
-                reason: "a quantized base is frozen, and this method trains the base weights: \
-                         use an adapter method (method.kind = \"lora\") or model.quantize = \"none\"",
+                reason,
             });
         }
         Ok(())

@@ -24,8 +24,8 @@ pub struct MethodSpec {
     pub when: &'static str,
     /// The `[method]` table the card selects (its `kind` and every key).
     pub config: Value,
-    /// Whether the base weights stay frozen (so they may be held quantized,
-    /// `model.quantize`).
+    /// Whether the base may be held quantized (`model.quantize`): its
+    /// weights stay frozen and the method works on quantized ones.
     pub frozen_base: bool,
     /// The keys of that table a user may change, in display order.
     pub fields: Vec<FieldSpec>,
@@ -129,7 +129,7 @@ impl MethodSpec {
         config: MethodConfig,
         fields: Vec<FieldSpec>,
     ) -> Self {
-        let frozen_base = !config.method().trains_base_weights();
+        let frozen_base = config.method().quantized_base_refusal().is_none();
         let config = serde_json::to_value(config).unwrap_or(Value::Null);
         let fields = fields
             .into_iter()

@@ -270,6 +270,18 @@ impl Method for LoraConfig {
         }
     }
 
+    fn quantized_base_refusal(&self) -> Option<&'static str> {
+        // QPiSSA decomposes the unquantized weights and quantizes only the
+        // residual; decomposing the already quantized weights would quantize
+        // twice (measured: logits further from the f32 model than the
+        // quantized base itself).
+        (self.init == LoraInit::Pissa).then_some(
+            "PiSSA on a quantized base (QPiSSA) is not supported yet: train PiSSA on an \
+             unquantized base (model.quantize = \"none\", model.dtype = \"bf16\" to save memory) \
+             or LoRA on the quantized one",
+        )
+    }
+
     fn validate(&self, model: &ModelConfig) -> Result<(), MethodError> {
         if self.rank == 0 {
             return Err(MethodError::Invalid {

@@ -86,6 +86,15 @@ pub trait Method {
         false
     }
 
+    /// Why the base cannot be held quantized (`model.quantize`) under this
+    /// method, if it cannot; the message names what to do instead.
+    fn quantized_base_refusal(&self) -> Option<&'static str> {
+        self.trains_base_weights().then_some(
+            "a quantized base is frozen, and this method trains the base weights: \
+             use an adapter method (method.kind = \"lora\") or model.quantize = \"none\"",
+        )
+    }
+
     /// Turns a freshly loaded model into the model to train: adds the
     /// method's parameters (initialised from `ctx.rng`, or rebuilt from
     /// `ctx.saved`) and marks exactly the trained parameters as requiring

@@ -141,7 +141,9 @@ fn savers(config: &RunConfig) -> Vec<(Vec<Setting>, &'static str, RunConfig)> {
             c,
         ));
     }
-    if config.model.quantize == Quantize::None && !config.method.method().trains_base_weights() {
+    if config.model.quantize == Quantize::None
+        && config.method.method().quantized_base_refusal().is_none()
+    {
         let mut c = config.clone();
         c.model.quantize = Quantize::Q4_0;
         out.push((

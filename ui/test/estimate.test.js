@@ -144,6 +144,7 @@ test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA'
   assert.deepEqual(await page.$$eval(`${sel("init-input")} option`, (os) => os.map((o) => o.value)), ["default", "pissa"]);
   assert.equal(await page.$eval(sel("init-input"), (e) => e.value), "pissa");
   assert.equal(await page.$eval(sel("use_dora-input"), (e) => e.checked), false);
+  assert.equal(await page.$(sel("quantize-input")), null, "PiSSA decomposes an unquantized base: no quantize choice");
   await page.waitForFunction(() => {
     const m = window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method;
     return m?.init === "pissa" && m.pissa_niter === 0 && m.use_dora === false;
