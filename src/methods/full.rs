@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{FieldKind, FieldSpec, MethodSpec};
 use super::{
-    LINEAR_MODULES, Method, MethodConfig, MethodError, PrepareContext, PreparedModel, linear_shape,
+    LINEAR_MODULES, MemoryTerms, Method, MethodConfig, MethodError, PrepareContext, PreparedModel,
+    linear_shape,
 };
 use crate::model::{CausalLm, ModelConfig};
 
@@ -102,6 +103,20 @@ impl FullConfig {
 impl Method for FullConfig {
     fn name(&self) -> &'static str {
         "full"
+    }
+
+    fn memory_terms(&self, model: &ModelConfig) -> MemoryTerms {
+        let head = if model.tie_word_embeddings {
+            "embed_tokens"
+        } else {
+            "lm_head"
+        };
+        MemoryTerms {
+            added_params: 0,
+            trained_base_params: self.trainable_params(model),
+            layer_values: 0,
+            head_frozen: !self.wants(head),
+        }
     }
 
     fn validate(&self, model: &ModelConfig) -> Result<(), MethodError> {

@@ -51,6 +51,22 @@ impl<'a> PrepareContext<'a> {
     }
 }
 
+/// A method's share of a training step's memory (see `plan::estimate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryTerms {
+    /// Parameters added beside the base model (adapters), held in f32.
+    pub added_params: u64,
+    /// Base parameters trained in place: held as f32 masters rather than
+    /// in the base's storage dtype.
+    pub trained_base_params: u64,
+    /// Values (f32) per token and decoder layer that backward keeps
+    /// beyond what the frozen layer itself keeps.
+    pub layer_values: u64,
+    /// Whether the output head stays frozen (a 16-bit frozen head is
+    /// widened to f32 for the loss).
+    pub head_frozen: bool,
+}
+
 /// The model to train and the method's state to checkpoint with it.
 pub struct PreparedModel {
     pub model: CausalLm,
@@ -85,6 +101,9 @@ pub trait Method {
     fn trains_base_weights(&self) -> bool {
         false
     }
+
+    /// What the method adds to a step's memory, for `plan::estimate`.
+    fn memory_terms(&self, model: &ModelConfig) -> MemoryTerms;
 
     /// Why the base cannot be held quantized (`model.quantize`) under this
     /// method, if it cannot; the message names what to do instead.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::config::{BackendName, ConfigError, RunConfig};
-use crate::methods::{LINEAR_MODULES, MethodConfig, MethodError, linear_shape};
+use crate::methods::{LINEAR_MODULES, MethodError, linear_shape};
 use crate::model::{ModelConfig, ModelError, ModelSummary, precision};
 
 /// Trainable and total parameters, and the memory a training step needs.
@@ -126,15 +126,13 @@ pub fn estimate_for(
     let method = config.method.method();
     method.validate(model)?;
     let trainable_params = method.trainable_params(model);
-    let full = matches!(config.method, MethodConfig::Full(_));
-    let added = if full { 0 } else { trainable_params };
+    let terms = method.memory_terms(model);
+    let added = terms.added_params;
     // Frozen weights in their storage dtype, trained ones as f32 masters.
     // The CPU holds every 16-bit type (see `precision::storage_dtype`).
     let stored = precision::requested_half(config.model.dtype, model.declared_dtype.as_deref())
         .map_or(F32, |d| burn::tensor::DType::from(d).size() as u64);
-    let frozen = summary
-        .parameters
-        .saturating_sub(if full { trainable_params } else { 0 });
+    let frozen = summary.parameters.saturating_sub(terms.trained_base_params);
     // Quantized linear weights: codes plus an f32 scale per block.
     let quantize = config.model.quantize.format();
     let linear = linear_params(model);
@@ -151,24 +149,14 @@ pub fn estimate_for(
     let optimizer = 2 * trainable_params * F32;
     // A 16-bit frozen head is widened to f32 for the loss: one more copy of
     // it while the loss is computed (kept until backward off the CPU).
-    let head_frozen = match &config.method {
-        MethodConfig::Full(f) => {
-            let head = if model.tie_word_embeddings {
-                "embed_tokens"
-            } else {
-                "lm_head"
-            };
-            !f.modules.iter().any(|m| m == "all" || m == head)
-        }
-        _ => true,
-    };
+    let head_frozen = terms.head_frozen;
     let head_widened = if stored < F32 && head_frozen {
         model.vocab_size as u64 * model.hidden_size as u64 * F32
     } else {
         0
     };
-    let activations =
-        activation_bytes(config, model, cpu, head_widened) + dequantized(config, model, cpu);
+    let activations = activation_bytes(config, model, cpu, head_widened, terms.layer_values)
+        + dequantized(config, model, cpu);
     let (h, i) = (model.hidden_size as u64, model.intermediate_size as u64);
     let largest = (model.vocab_size as u64 * h).max(i * h);
     let loading = largest * F32;
@@ -230,8 +218,9 @@ fn dequantized(config: &RunConfig, model: &ModelConfig, cpu: bool) -> u64 {
     layers * layer * F32
 }
 
-/// Values (f32) one decoder layer keeps per token for backward.
-fn layer_values(config: &RunConfig, model: &ModelConfig, cpu: bool) -> u64 {
+/// Values (f32) one decoder layer keeps per token for backward, with the
+/// method's own `method_values`.
+fn layer_values(config: &RunConfig, model: &ModelConfig, cpu: bool, method_values: u64) -> u64 {
     let len = config.data.max_length as u64;
     let h = model.hidden_size as u64;
     let q = (model.num_heads * model.head_dim) as u64;
@@ -241,35 +230,11 @@ fn layer_values(config: &RunConfig, model: &ModelConfig, cpu: bool) -> u64 {
     // The residual input, both norms' outputs, the attention output and the
     // residual after attention; q/k/v as attention reads them and the
     // attention output laid out for o_proj; the MLP's gate, up and product.
-    let mut values = 4 * h + 3 * q + 2 * kv + 3 * i;
+    let mut values = 4 * h + 3 * q + 2 * kv + 3 * i + method_values;
     if !cpu {
         // Composed attention: scores and probabilities per head and key,
         // and the repeated keys and values of grouped-query attention.
         values += 2 * heads * len + 2 * q;
-    }
-    if let MethodConfig::Lora(l) = &config.method {
-        for m in LINEAR_MODULES {
-            if !l.target_modules.iter().any(|t| t == m) {
-                continue;
-            }
-            let Some((inp, out)) = linear_shape(model, m) else {
-                continue;
-            };
-            // x·A, and with dropout the dropped input and its mask. Measured
-            // (bench/memory.sh, SmolLM2 and the Qwen2.5-0.5B shape) the pair
-            // costs 1.5 input widths, not 2: part of the masks is freed.
-            values += l.rank as u64;
-            if l.dropout > 0.0 {
-                values += 3 * inp as u64 / 2;
-            }
-            // DoRA multiplies the base output and the update by the
-            // magnitude's scale, so backward keeps both (two output widths).
-            // Measured (bench/methods.sh, SmolLM2 8 x 128): DoRA's peak is
-            // 1332 MiB above LoRA's; these terms add 1215 MiB.
-            if l.use_dora {
-                values += 2 * out as u64;
-            }
-        }
     }
     values
 }
@@ -284,12 +249,18 @@ fn layer_values(config: &RunConfig, model: &ModelConfig, cpu: bool) -> u64 {
 /// come one after the other, so the larger of the two counts (measured:
 /// adding both over-estimated SmolLM2 at 4 x 512 by 15-19%). Packing adds
 /// its dense mask.
-fn activation_bytes(config: &RunConfig, model: &ModelConfig, cpu: bool, head_widened: u64) -> u64 {
+fn activation_bytes(
+    config: &RunConfig,
+    model: &ModelConfig,
+    cpu: bool,
+    head_widened: u64,
+    method_values: u64,
+) -> u64 {
     let len = config.data.max_length as u64;
     let tokens = config.train.micro_batch as u64 * len;
     let h = model.hidden_size as u64;
     let layers = model.num_layers as u64;
-    let layer = tokens * layer_values(config, model, cpu) * F32;
+    let layer = tokens * layer_values(config, model, cpu, method_values) * F32;
     let vocab = model.vocab_size as u64;
     let head = if cpu {
         tokens * 2 * h * F32 + HEAD_BLOCK.min(tokens * vocab * F32)
@@ -313,7 +284,7 @@ fn activation_bytes(config: &RunConfig, model: &ModelConfig, cpu: bool, head_wid
 mod tests {
     use super::*;
     use crate::config::Quantize;
-    use crate::methods::{FullConfig, LoraConfig};
+    use crate::methods::{FullConfig, LoraConfig, MethodConfig};
 
     fn quickstart() -> RunConfig {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
