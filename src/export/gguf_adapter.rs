@@ -75,11 +75,7 @@ pub fn build(trained: &Trained, dtype: GgufDtype) -> Result<(File, Vec<String>),
         GgufDtype::F32 => TensorType::F32,
         GgufDtype::F16 => TensorType::F16,
     };
-    let mut notes = Vec::new();
-    let pissa = super::peft::pissa_note(trained);
-    if !pissa.is_empty() {
-        notes.push(pissa.trim_start_matches("- ").trim_end().to_string());
-    }
+    let mut notes: Vec<String> = super::peft::pissa_note(trained).into_iter().collect();
     // llama.cpp computes alpha / r; rsLoRA means alpha / sqrt(r).
     let r = lora.rank as f64;
     let alpha = if lora.use_rslora {

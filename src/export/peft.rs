@@ -104,10 +104,7 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
         write(CONFIG, config.as_bytes())?;
         write("README.md", card.as_bytes())
     })?;
-    let pissa = pissa_note(trained);
-    Ok(pissa
-        .strip_prefix("- ")
-        .map(|n| n.trim_end().to_string())
+    Ok(pissa_note(trained)
         .into_iter()
         .chain([format!(
             "load with PeftModel.from_pretrained({}, \"{}\")",
@@ -154,19 +151,20 @@ fn gguf_base_note(base: &std::path::Path) -> String {
     )
 }
 
-/// What a PiSSA run's adapter is (see `LoraConfig::exported`).
-pub fn pissa_note(trained: &Trained) -> String {
+/// What a PiSSA run's adapter is (see `LoraConfig::exported`), for the
+/// export notes and the model card.
+pub fn pissa_note(trained: &Trained) -> Option<String> {
     match &trained.config.method {
         crate::methods::MethodConfig::Lora(c) if c.init == crate::methods::LoraInit::Pissa => {
-            format!(
-                "- trained with PiSSA at rank {r} on the residual of the base; saved as PEFT converts \
-             such an adapter, a plain LoRA of rank {r2} (the trained pair and the negated initial \
-             one) that applies to the original base\n",
+            Some(format!(
+                "trained with PiSSA at rank {r} on the residual of the base; saved as PEFT converts \
+                 such an adapter, a plain LoRA of rank {r2} (the trained pair and the negated \
+                 initial one) that applies to the original base",
                 r = c.rank,
                 r2 = 2 * c.rank
-            )
+            ))
         }
-        _ => String::new(),
+        _ => None,
     }
 }
 
@@ -191,7 +189,7 @@ fn model_card(trained: &Trained, lora: &crate::methods::LoraConfig) -> String {
          model = PeftModel.from_pretrained({loader}, \"PATH\")\n\
          ```\n",
         gguf = gguf_base_note(&trained.config.model.path),
-        pissa = pissa_note(trained),
+        pissa = pissa_note(trained).map_or(String::new(), |n| format!("- {n}\n")),
         loader = base_loader(&trained.config.model.path),
         data = trained.config.data.train.display(),
         step = trained.step,

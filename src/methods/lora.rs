@@ -24,6 +24,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Int, Tensor, TensorData, module::linear};
 use rand::RngExt;
 use rand::rngs::StdRng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{FieldKind, FieldSpec, MethodSpec};
@@ -405,13 +406,14 @@ impl Method for LoraConfig {
                     vec![0f32; self.rank * out],
                 ),
                 LoraInit::Pissa => {
+                    let w = HostTensor::from_tensor(layer.frozen_weight()).data;
                     let (a, b) = match ctx.saved {
                         Some(saved) => {
                             saved_pair(saved, &name, [inp, self.rank], [self.rank, out])?
                         }
                         None => {
                             (ctx.progress)(done, total, &format!("PiSSA: SVD of {name}"));
-                            self.pissa_pair(layer, ctx.rng).map_err(|e| {
+                            self.pissa_pair(&w, inp, out, ctx.rng).map_err(|e| {
                                 MethodError::Decomposition {
                                     module: name.clone(),
                                     reason: e.to_string(),
@@ -419,7 +421,6 @@ impl Method for LoraConfig {
                             })?
                         }
                     };
-                    let w = HostTensor::from_tensor(layer.frozen_weight()).data;
                     let residual = residual(&w, &a, &b, self.rank, scaling);
                     layer.replace_frozen_weight(residual).map_err(|e| {
                         MethodError::Decomposition {
@@ -464,21 +465,21 @@ impl Method for LoraConfig {
 }
 
 impl LoraConfig {
-    /// PiSSA's initial (A [in, r], B [r, out]) for `layer`: with `w = U·S·Vᵀ`
-    /// (our [in, out] layout), `A = U_r·sqrt(S_r/s)`, `B = sqrt(S_r/s)·V_rᵀ`,
-    /// the transposes of PEFT's `lora_A`/`lora_B`.
+    /// PiSSA's initial (A [in, r], B [r, out]) for the frozen weight `w`
+    /// [in, out]: with `w = U·S·Vᵀ`, `A = U_r·sqrt(S_r/s)`, `B =
+    /// sqrt(S_r/s)·V_rᵀ`, the transposes of PEFT's `lora_A`/`lora_B`.
     fn pissa_pair(
         &self,
-        layer: &Linear,
+        w: &[f32],
+        inp: usize,
+        out: usize,
         rng: &mut StdRng,
     ) -> Result<(Vec<f32>, Vec<f32>), super::svd::SvdError> {
-        let (inp, out) = layer.dims();
-        let w = HostTensor::from_tensor(layer.frozen_weight()).data;
         let r = self.rank;
         let lead = if self.pissa_niter == 0 {
-            super::svd::leading(&w, inp, out, r)?
+            super::svd::leading(w, inp, out, r)?
         } else {
-            super::svd::leading_randomized(&w, inp, out, r, self.pissa_niter, rng)?
+            super::svd::leading_randomized(w, inp, out, r, self.pissa_niter, rng)?
         };
         let root: Vec<f64> = lead.s.iter().map(|s| (s / self.scaling()).sqrt()).collect();
         let a = (0..inp * r)
@@ -525,13 +526,13 @@ fn saved_pair(
 pub fn residual(w: &[f32], a: &[f32], b: &[f32], r: usize, scaling: f64) -> Vec<f32> {
     let out = b.len() / r.max(1);
     let mut res = vec![0f32; w.len()];
-    for (i, row) in res.chunks_mut(out).enumerate() {
+    res.par_chunks_mut(out).enumerate().for_each(|(i, row)| {
         let ai = &a[i * r..(i + 1) * r];
         for (j, v) in row.iter_mut().enumerate() {
             let delta: f64 = (0..r).map(|k| ai[k] as f64 * b[k * out + j] as f64).sum();
             *v = (w[i * out + j] as f64 - scaling * delta) as f32;
         }
-    }
+    });
     res
 }
 

@@ -100,23 +100,17 @@ impl Linear {
         w.detach()
     }
 
-    /// Replaces the frozen weight by `w` (row-major [in, out], f32), held
-    /// as the old one was: in its dtype, or quantized again in its format
-    /// (for methods that start from a modified base, as PiSSA's residual).
+    /// Replaces the dense frozen weight by `w` (row-major [in, out], f32),
+    /// held in the old one's dtype (for methods that start from a modified
+    /// base, as PiSSA's residual). A quantized weight is refused: methods
+    /// that modify the base refuse a quantized one before loading.
     pub fn replace_frozen_weight(&mut self, w: Vec<f32>) -> Result<(), ReplaceError> {
         let (inp, out) = self.dims();
         let device = self.device();
-        if let Some(q) = &self.quantized {
-            // Quantized rows are HF's [out, in].
-            let format = q.format;
-            let rows = crate::methods::lora::transpose(&w, inp, out);
-            let q = tunesmith_kernels::quant::quantize(&rows, inp, format)
-                .map_err(|e| ReplaceError(e.to_string()))?;
-            self.quantized = Some(QuantizedWeight::new(q, &device));
-            return Ok(());
-        }
         let Some(old) = &self.weight else {
-            unreachable!("a Linear is built with a weight")
+            return Err(ReplaceError(
+                "the base is held quantized (model.quantize); use model.quantize = \"none\"".into(),
+            ));
         };
         let dtype = old.val().dtype();
         let t = Tensor::<2>::from_data(burn::tensor::TensorData::new(w, [inp, out]), &device);
@@ -144,7 +138,7 @@ impl Linear {
 
 /// A replacement weight could not be held as the layer's was.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("the new weight cannot be quantized like the old one: {0}")]
+#[error("the frozen weight cannot be replaced: {0}")]
 pub struct ReplaceError(pub String);
 
 /// `x · weight (+ bias)` for a dense frozen or trained weight [in, out].
