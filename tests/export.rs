@@ -153,7 +153,7 @@ fn lora_exports_read_back_exactly() {
     assert_eq!(trained.step, 3);
     let lora = trained.lora_config().unwrap().clone();
     let config = ModelConfig::from_dir(&trained.config.model.path).unwrap();
-    assert_eq!(trained.lora.len(), 7 * config.num_layers);
+    assert_eq!(trained.lora().len(), 7 * config.num_layers);
 
     // PEFT: keys, layout, metadata and config.
     let peft = tmp.path().join("peft");
@@ -163,7 +163,7 @@ fn lora_exports_read_back_exactly() {
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     assert_eq!(meta.metadata().as_ref().unwrap()["format"], "pt");
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(st.len(), 2 * trained.lora.len());
+    assert_eq!(st.len(), 2 * trained.lora().len());
     let ckpt = tunesmith::train::checkpoint::read_safetensors(
         &trained.checkpoint.join("trainable.safetensors"),
     )
@@ -205,7 +205,7 @@ fn lora_exports_read_back_exactly() {
     for (name, info) in base.tensors() {
         let got = out.tensors().get(name).unwrap();
         let module = name.trim_end_matches(".weight");
-        let Some(pair) = trained.lora.get(module) else {
+        let Some(pair) = trained.lora().get(module) else {
             assert_eq!(base.raw(info), out.raw(got), "{name} is untouched");
             continue;
         };
@@ -244,7 +244,7 @@ fn lora_exports_read_back_exactly() {
         g.get("adapter.lora.alpha"),
         Some(&Value::F32(lora.alpha as f32))
     );
-    assert_eq!(g.tensors.len(), 2 * trained.lora.len());
+    assert_eq!(g.tensors.len(), 2 * trained.lora().len());
     let tensor = |name: &str| g.tensors.iter().find(|t| t.name == name).unwrap();
     for (gguf_name, module, heads) in [
         (
@@ -268,7 +268,7 @@ fn lora_exports_read_back_exactly() {
             None,
         ),
     ] {
-        let pair = &trained.lora[module];
+        let pair = &trained.lora()[module];
         let (r, n_in, n_out) = (pair.rank(), pair.a.shape[1], pair.b.shape[0]);
         let a = tensor(&format!("{gguf_name}.lora_a"));
         let b = tensor(&format!("{gguf_name}.lora_b"));
@@ -391,7 +391,7 @@ fn rslora_is_folded_into_the_gguf_alpha_and_qwen2_is_not_permuted() {
         panic!("no FLOAT32 alpha");
     };
     assert_eq!(*alpha / 4.0, 4.0);
-    let pair = &trained.lora["model.layers.0.self_attn.q_proj"];
+    let pair = &trained.lora()["model.layers.0.self_attn.q_proj"];
     let b = g
         .tensors
         .iter()
@@ -417,7 +417,7 @@ fn pissa_exports_as_a_rank_2r_lora_on_the_original_base() {
     let trained = Trained::load(&run, &CheckpointChoice::Last).unwrap();
     let lora = trained.lora_config().unwrap();
     assert_eq!((lora.rank, lora.alpha, lora.scaling()), (8, 16.0, 2.0));
-    let pair = &trained.lora["model.layers.0.mlp.down_proj"];
+    let pair = &trained.lora()["model.layers.0.mlp.down_proj"];
     assert_eq!((pair.a.shape[0], pair.b.shape[1]), (8, 8));
     // The trained half moved away from the initial one it is paired with.
     let (rows, cols) = (pair.b.shape[0], 8);
@@ -465,7 +465,7 @@ fn dora_exports_to_peft_and_merged_and_is_refused_a_gguf_adapter() {
     let run = qwen2_r4_run(tmp.path(), "method.use_dora=true");
     let trained = Trained::load(&run, &CheckpointChoice::Last).unwrap();
     let base = WeightSource::open(&qwen2()).unwrap();
-    let pair = &trained.lora["model.layers.0.mlp.down_proj"];
+    let pair = &trained.lora()["model.layers.0.mlp.down_proj"];
     let m = pair.magnitude.as_ref().expect("a DoRA run has magnitudes");
     let info = &base.tensors()["model.layers.0.mlp.down_proj.weight"];
     let w = decode_f32(&base.raw(info), info.dtype).unwrap();
@@ -494,7 +494,7 @@ fn dora_exports_to_peft_and_merged_and_is_refused_a_gguf_adapter() {
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let key = "base_model.model.model.layers.0.mlp.down_proj.lora_magnitude_vector";
     assert_eq!(f32s(st.tensor(key).unwrap().data()), m.data);
-    assert_eq!(st.len(), 3 * trained.lora.len());
+    assert_eq!(st.len(), 3 * trained.lora().len());
 
     let file = tmp.path().join("dora.gguf");
     let err = export(&run, &options(ExportFormat::Gguf, file.clone())).unwrap_err();
@@ -505,6 +505,100 @@ fn dora_exports_to_peft_and_merged_and_is_refused_a_gguf_adapter() {
     let merged = tmp.path().join("merged");
     export(&run, &options(ExportFormat::Merged, merged.clone())).unwrap();
     assert_same_logits(&run, &merged);
+}
+
+/// A MiSS run (qwen2, shard width 6: a padded last shard) exports PEFT's
+/// own MiSS adapter with the checkpoint's blocks, a llama.cpp adapter that
+/// is the equal rank-6 LoRA (A sums the shards, B is the block, alpha = r),
+/// and a merged model with the adapted logits. Bone (MiSS's bat mode) has
+/// no LoRA form: its GGUF adapter is refused, naming what to export.
+#[test]
+fn miss_exports_its_own_peft_adapter_and_an_equal_lora_for_llama_cpp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = short_run(
+        &tmp.path().join("runs"),
+        &[
+            &format!("model.path={}", qwen2().display()),
+            "method.kind=miss",
+            "method.rank=6",
+        ],
+    );
+    let trained = Trained::load(&run, &CheckpointChoice::Last).unwrap();
+    let module = "model.layers.0.mlp.down_proj";
+    let native = trained
+        .form
+        .peft
+        .as_ref()
+        .expect("a MiSS run has its own PEFT form");
+    let block = &native.tensors[&format!("{module}.miss_block")];
+    let out = block.shape[1];
+    assert_eq!(block.shape[0], 6);
+    assert!(
+        block.data.iter().any(|&v| v.abs() > 1e-4),
+        "the block never moved"
+    );
+
+    let peft = tmp.path().join("peft");
+    export(&run, &options(ExportFormat::Peft, peft.clone())).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(peft.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(config["peft_type"], "MISS");
+    assert_eq!(
+        (config["r"].clone(), config["init_weights"].clone()),
+        (6.into(), true.into())
+    );
+    let bytes = std::fs::read(peft.join("adapter_model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let key = format!("base_model.model.{module}.miss_block");
+    assert_eq!(f32s(st.tensor(&key).unwrap().data()), block.data);
+    assert_eq!(st.len(), 7 * trained.model.num_layers);
+
+    // The LoRA form: A (r, in) sums input i into shard position i mod r.
+    let pair = &trained.lora()[module];
+    let inp = pair.a.shape[1];
+    for k in 0..6 {
+        for i in 0..inp {
+            let want = if i % 6 == k { 1.0 } else { 0.0 };
+            assert_eq!(pair.a.data[k * inp + i], want, "A[{k}, {i}]");
+        }
+    }
+    for o in 0..out {
+        for k in 0..6 {
+            assert_eq!(pair.b.data[o * 6 + k], block.data[k * out + o]);
+        }
+    }
+    let file = tmp.path().join("miss.gguf");
+    export(&run, &options(ExportFormat::Gguf, file.clone())).unwrap();
+    let g = gguf::File::parse(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(g.get("adapter.lora.alpha"), Some(&Value::F32(6.0)));
+    let a = g
+        .tensors
+        .iter()
+        .find(|t| t.name == "blk.0.ffn_down.weight.lora_a")
+        .unwrap();
+    assert_eq!(a.to_f32(), pair.a.data);
+    let merged = tmp.path().join("merged");
+    export(&run, &options(ExportFormat::Merged, merged.clone())).unwrap();
+    assert_same_logits(&run, &merged);
+
+    let bone = short_run(
+        &tmp.path().join("runs"),
+        &["method.kind=miss", "method.mode=bat", "method.rank=8"],
+    );
+    let file = tmp.path().join("bone.gguf");
+    let err = export(&bone, &options(ExportFormat::Gguf, file.clone())).unwrap_err();
+    assert!(matches!(err, ExportError::NoGgufAdapter { .. }), "{err}");
+    assert!(err.to_string().contains("`merged-gguf`"), "{err}");
+    assert!(!file.exists());
+    let peft = tmp.path().join("bone-peft");
+    export(&bone, &options(ExportFormat::Peft, peft.clone())).unwrap();
+    let bytes = std::fs::read(peft.join("adapter_model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let key = "base_model.model.model.layers.0.mlp.down_proj.miss_block";
+    let hidden = ModelConfig::from_dir(&root().join("assets/models/tiny-llama"))
+        .unwrap()
+        .hidden_size;
+    assert_eq!(st.tensor(key).unwrap().shape(), [hidden / 8, 8, 8]);
 }
 
 #[test]

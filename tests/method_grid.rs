@@ -29,16 +29,34 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The quickstart preset with its `[method]` table replaced by `card`'s,
-/// written under `dir`.
+/// `card`'s method, its rank halved until it fits the model in `dir` where
+/// the card's own does not (Bone's 64 must divide every layer's widths; the
+/// tiny models have 32- and 344-wide ones).
+fn fitted(card: &MethodSpec, dir: &Path) -> MethodConfig {
+    let model = tunesmith::model::ModelConfig::from_dir(dir).unwrap();
+    let mut config = card.config.clone();
+    loop {
+        let method: MethodConfig = serde_json::from_value(config.clone()).unwrap();
+        let rank = config.get("rank").and_then(|r| r.as_u64()).unwrap_or(0);
+        match method.method().validate(&model) {
+            Ok(()) => return method,
+            Err(e) if rank > 1 => {
+                eprintln!("{}: {e}; trying rank {}", card.id, rank / 2);
+                config["rank"] = (rank / 2).into();
+            }
+            Err(e) => panic!("{}: the card does not fit {}: {e}", card.id, dir.display()),
+        }
+    }
+}
+
+/// The quickstart preset with its `[method]` table replaced by `card`'s
+/// (fitted to the quickstart model), written under `dir`.
 fn preset_for(card: &MethodSpec, dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(root().join("presets/quickstart.toml")).unwrap();
     let start = text.find("[method]").unwrap();
     let end = start + text[start..].find("[train]").unwrap();
-    let table: toml::Table = toml::Value::try_from(&card.config)
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let method = fitted(card, &root().join("assets/models/tiny-llama"));
+    let table: toml::Table = toml::Value::try_from(&method).unwrap().try_into().unwrap();
     let mut method = toml::Table::new();
     method.insert("method".into(), toml::Value::Table(table));
     let text = format!(
@@ -83,7 +101,7 @@ fn frozen_weights_never_move_and_the_trainable_count_is_the_estimates() {
     let device = Device::flex().autodiff();
     let dir = common::models_dir().join("llama");
     for card in catalog() {
-        let method: MethodConfig = serde_json::from_value(card.config.clone()).unwrap();
+        let method = fitted(&card, &dir);
         let (model, config) = CausalLm::load(&dir, &device).unwrap();
         let model = method
             .method()

@@ -278,7 +278,10 @@ fn wizard_commands_answer_from_the_engine() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["lora", "rslora", "dora", "pissa", "full"]);
+    assert_eq!(
+        ids,
+        ["lora", "rslora", "dora", "pissa", "miss", "bone", "full"]
+    );
 
     let mut config = quickstart(&app);
     let e16 = app.ok("estimate", json!({ "config": config }));

@@ -39,6 +39,20 @@ pub fn apply_override(table: &mut toml::Table, arg: &str, cwd: &Path) -> Result<
     let toml::Value::Table(sec) = entry else {
         return Err(err(format!("`{section}` is not a section")));
     };
+    // Another method kind has other keys: switching starts from its
+    // defaults, and later overrides set its own keys.
+    if section == "method" && field == "kind" {
+        let default = serde_json::to_value(crate::methods::MethodConfig::default())
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string));
+        let current = match sec.get("kind") {
+            Some(k) => k.as_str().map(str::to_string),
+            None => default,
+        };
+        if current.as_deref() != value.as_str() {
+            sec.clear();
+        }
+    }
     sec.insert(field.to_string(), value);
     Ok(())
 }
@@ -54,6 +68,21 @@ fn parse_value(raw: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switching_the_method_kind_drops_the_old_kinds_keys() {
+        let mut t: toml::Table = "[method]\nkind = \"lora\"\nrank = 8\nalpha = 16.0\n"
+            .parse()
+            .unwrap();
+        let cwd = Path::new("/");
+        apply_override(&mut t, "method.kind=lora", cwd).unwrap();
+        assert_eq!(t["method"]["rank"].as_integer(), Some(8));
+        apply_override(&mut t, "method.kind=miss", cwd).unwrap();
+        apply_override(&mut t, "method.rank=4", cwd).unwrap();
+        let method = t["method"].as_table().unwrap();
+        assert_eq!(method.len(), 2, "{method:?}");
+        assert_eq!(method["rank"].as_integer(), Some(4));
+    }
 
     #[test]
     fn values_are_typed_and_paths_anchored() {

@@ -57,25 +57,25 @@ pub fn permute_rows(values: &[f32], rows: usize, cols: usize, heads: usize) -> V
 
 /// Builds the GGUF adapter of a LoRA run.
 pub fn build(trained: &Trained, dtype: GgufDtype) -> Result<(File, Vec<String>), ExportError> {
-    let Some(lora) = trained.lora_config() else {
+    if let Some(refusal) = &trained.form.gguf_refusal {
+        return Err(ExportError::NoGgufAdapter {
+            method: refusal.method.clone(),
+            what: refusal.what.clone(),
+        });
+    }
+    let Some((lora, pairs)) = &trained.form.lora else {
         return Err(ExportError::NotAnAdapter {
             method: trained.config.method.method().name().to_string(),
             format: "gguf".into(),
         });
     };
-    if lora.use_dora {
-        return Err(ExportError::NoGgufAdapter {
-            method: "DoRA".into(),
-            what: "its magnitude vector, which rescales each output of the merged weight".into(),
-        });
-    }
     let model: &ModelConfig = &trained.model;
     let arch = architecture(model.model_type);
     let ty = match dtype {
         GgufDtype::F32 => TensorType::F32,
         GgufDtype::F16 => TensorType::F16,
     };
-    let mut notes: Vec<String> = super::peft::pissa_note(trained).into_iter().collect();
+    let mut notes = trained.form.notes.clone();
     // llama.cpp computes alpha / r; rsLoRA means alpha / sqrt(r).
     let r = lora.rank as f64;
     let alpha = if lora.use_rslora {
@@ -88,8 +88,8 @@ pub fn build(trained: &Trained, dtype: GgufDtype) -> Result<(File, Vec<String>),
     } else {
         lora.alpha
     };
-    let mut tensors = Vec::with_capacity(2 * trained.lora.len());
-    for (module, pair) in &trained.lora {
+    let mut tensors = Vec::with_capacity(2 * pairs.len());
+    for (module, pair) in pairs {
         let name = tensor_name(module).ok_or_else(|| ExportError::GgufUnsupported {
             what: format!("a LoRA on {module}"),
         })?;

@@ -14,6 +14,7 @@ use safetensors::tensor::View;
 
 use super::gguf::TensorType;
 use super::{ExportError, Trained};
+use crate::methods::exported::WeightDelta;
 use crate::model::{TensorInfo, WeightSource, decode_f32};
 use crate::train::params::HostTensor;
 
@@ -44,6 +45,8 @@ pub(super) enum Update<'a> {
         magnitude: Option<&'a HostTensor>,
     },
     Replace(&'a HostTensor),
+    /// A method's update that depends on the base weight (HF layout).
+    Delta(&'a dyn WeightDelta),
 }
 
 struct Merged<'a> {
@@ -84,6 +87,11 @@ impl View for Merged<'_> {
                 self.dtype(),
             )),
             Update::Replace(t) => Cow::Owned(encode(&t.data, self.dtype())),
+            Update::Delta(delta) => {
+                let mut w = decode_f32(&self.raw, self.info.dtype).unwrap_or_default();
+                delta.apply(&mut w, self.info.shape[0], self.info.shape[1]);
+                Cow::Owned(encode(&w, self.dtype()))
+            }
             Update::Lora {
                 a,
                 b,
@@ -167,13 +175,12 @@ pub(super) fn plan<'a>(
         ),
     };
     let mut updates: BTreeMap<&str, Update> = BTreeMap::new();
-    for (module, pair) in &trained.lora {
+    let float_weight = |module: &str| {
         let name = format!("{module}.weight");
         let (key, info) = source
             .tensors()
             .get_key_value(&name)
             .ok_or_else(|| shape_error(&name, "not in the base model".into()))?;
-        let want = [pair.b.shape[0], pair.a.shape[1]];
         if decode_f32(&[], info.dtype).is_none() {
             return Err(shape_error(
                 &name,
@@ -183,6 +190,18 @@ pub(super) fn plan<'a>(
                 ),
             ));
         }
+        Ok((name, key, info))
+    };
+    for (module, delta) in &trained.form.dense {
+        let (_, key, info) = float_weight(module)?;
+        if info.shape.len() != 2 {
+            return Err(shape_error(module, format!("base shape {:?}", info.shape)));
+        }
+        updates.insert(key.as_str(), Update::Delta(delta.as_ref()));
+    }
+    for (module, pair) in trained.lora() {
+        let (name, key, info) = float_weight(module)?;
+        let want = [pair.b.shape[0], pair.a.shape[1]];
         if info.shape != want {
             return Err(shape_error(
                 &name,
@@ -240,6 +259,11 @@ pub(super) fn merged_f32(
         }) => {
             let mut w = decode_f32(raw, info.dtype)?;
             add_lora(&mut w, a, b, *scale, *magnitude);
+            Some(w)
+        }
+        Some(Update::Delta(delta)) => {
+            let mut w = decode_f32(raw, info.dtype)?;
+            delta.apply(&mut w, info.shape[0], info.shape[1]);
             Some(w)
         }
         Some(Update::Keep) | None => decode_f32(raw, info.dtype),
@@ -368,7 +392,7 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
          AutoModelForCausalLM.from_pretrained(\"{}\")",
         source.tensors().len(),
         dtypes.into_iter().collect::<Vec<_>>().join("/"),
-        trained.lora.len() + trained.full.len(),
+        trained.form.modules() + trained.full.len(),
         out.display()
     )])
 }

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use thiserror::Error;
 
+pub use crate::methods::LoraPair;
 pub use gguf_model::ModelDtype;
-pub use trained::{LoraPair, Trained, choose_checkpoint};
+pub use trained::{Trained, choose_checkpoint};
 
 use crate::model::ModelError;
 

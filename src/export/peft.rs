@@ -1,9 +1,10 @@
-//! HF PEFT adapters: `adapter_model.safetensors` (keys
+//! HF PEFT adapters: `adapter_model.safetensors` (for a LoRA, keys
 //! `base_model.model.<module>.lora_A.weight`, A as (r, in) and B as
-//! (out, r); DoRA's magnitude as `<module>.lora_magnitude_vector`, (out)),
+//! (out, r); DoRA's magnitude as `<module>.lora_magnitude_vector`, (out);
+//! other methods' own tensors, as `<module>.miss_block`),
 //! `adapter_config.json`, and a short model card.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::Dtype;
@@ -11,21 +12,110 @@ use safetensors::tensor::TensorView;
 use serde_json::json;
 
 use super::{ExportError, Trained, f32_bytes};
+use crate::methods::LoraConfig;
+use crate::methods::exported::{LoraPair, PeftAdapter};
 
 /// File names PEFT looks for.
 pub const WEIGHTS: &str = "adapter_model.safetensors";
 pub const CONFIG: &str = "adapter_config.json";
 
+/// The files of one adapter: its tensors (full PEFT names), its
+/// `adapter_config.json` and its model card.
+struct Adapter {
+    tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
+    config: serde_json::Value,
+    card: String,
+}
+
 /// Writes the adapter folder `out`; returns notes for the report.
 pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<String>, ExportError> {
-    let Some(lora) = trained.lora_config() else {
-        return Err(ExportError::NotAnAdapter {
-            method: trained.config.method.method().name().to_string(),
-            format: "peft".into(),
-        });
+    let adapter = match (&trained.form.peft, &trained.form.lora) {
+        (Some(native), _) => native_adapter(trained, native),
+        (None, Some((lora, pairs))) => lora_adapter(trained, lora, pairs),
+        (None, None) => {
+            return Err(ExportError::NotAnAdapter {
+                method: trained.config.method.method().name().to_string(),
+                format: "peft".into(),
+            });
+        }
     };
-    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = trained
-        .lora
+    let views = adapter
+        .tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| ExportError::Checkpoint {
+                    path: trained.checkpoint.clone(),
+                    reason: format!("{name}: {e}"),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let weights =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| ExportError::Checkpoint {
+            path: trained.checkpoint.clone(),
+            reason: e.to_string(),
+        })?;
+    let mut config = adapter.config;
+    if let Some(keys) = config.as_object_mut() {
+        keys.insert("task_type".into(), json!("CAUSAL_LM"));
+        keys.insert(
+            "base_model_name_or_path".into(),
+            json!(trained.config.model.path.display().to_string()),
+        );
+        keys.insert("inference_mode".into(), json!(true));
+        keys.insert("revision".into(), serde_json::Value::Null);
+    }
+    let config = serde_json::to_string_pretty(&config).unwrap_or_default();
+    crate::fsutil::write_dir_atomic(out, overwrite, |dir| -> Result<(), ExportError> {
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|source| ExportError::Io { path, source })
+        };
+        write(WEIGHTS, &weights)?;
+        write(CONFIG, config.as_bytes())?;
+        write("README.md", adapter.card.as_bytes())
+    })?;
+    Ok(trained
+        .form
+        .notes
+        .iter()
+        .cloned()
+        .chain([format!(
+            "load with PeftModel.from_pretrained({}, \"{}\")",
+            base_loader(&trained.config.model.path),
+            out.display()
+        )])
+        .collect())
+}
+
+/// A method's own PEFT adapter (MiSS...).
+fn native_adapter(trained: &Trained, native: &PeftAdapter) -> Adapter {
+    Adapter {
+        tensors: native
+            .tensors
+            .iter()
+            .map(|(name, t)| {
+                (
+                    format!("base_model.model.{name}"),
+                    t.shape.clone(),
+                    f32_bytes(&t.data),
+                )
+            })
+            .collect(),
+        config: native.config.clone(),
+        card: model_card(trained, &native.title, &native.summary, "tunesmith"),
+    }
+}
+
+/// PEFT's LoRA adapter: A, B and DoRA's magnitude per module.
+fn lora_adapter(
+    trained: &Trained,
+    lora: &LoraConfig,
+    pairs: &BTreeMap<String, LoraPair>,
+) -> Adapter {
+    let tensors = pairs
         .iter()
         .flat_map(|(module, pair)| {
             let magnitude = pair.magnitude.as_ref().map(|m| {
@@ -43,28 +133,7 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
         })
         .map(|(name, t)| (name, t.shape.clone(), f32_bytes(&t.data)))
         .collect();
-    let views = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| ExportError::Checkpoint {
-                    path: trained.checkpoint.clone(),
-                    reason: format!("{name}: {e}"),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let weights =
-        safetensors::serialize(views, Some(metadata)).map_err(|e| ExportError::Checkpoint {
-            path: trained.checkpoint.clone(),
-            reason: e.to_string(),
-        })?;
-    let mut targets: Vec<&str> = trained
-        .lora
-        .keys()
-        .filter_map(|m| m.rsplit('.').next())
-        .collect();
+    let mut targets: Vec<&str> = pairs.keys().filter_map(|m| m.rsplit('.').next()).collect();
     targets.sort_unstable();
     targets.dedup();
     let alpha = if lora.alpha.fract() == 0.0 {
@@ -74,8 +143,6 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
     };
     let config = json!({
         "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": trained.config.model.path.display().to_string(),
         "r": lora.rank,
         "lora_alpha": alpha,
         "lora_dropout": lora.dropout,
@@ -88,30 +155,26 @@ pub fn write(trained: &Trained, out: &Path, overwrite: bool) -> Result<Vec<Strin
         "bias": "none",
         "modules_to_save": null,
         "init_lora_weights": true,
-        "inference_mode": true,
         "layers_to_transform": null,
         "layers_pattern": null,
-        "revision": null,
     });
-    let config = serde_json::to_string_pretty(&config).unwrap_or_default();
-    let card = model_card(trained, lora);
-    crate::fsutil::write_dir_atomic(out, overwrite, |dir| -> Result<(), ExportError> {
-        let write = |name: &str, bytes: &[u8]| {
-            let path = dir.join(name);
-            std::fs::write(&path, bytes).map_err(|source| ExportError::Io { path, source })
-        };
-        write(WEIGHTS, &weights)?;
-        write(CONFIG, config.as_bytes())?;
-        write("README.md", card.as_bytes())
-    })?;
-    Ok(pissa_note(trained)
-        .into_iter()
-        .chain([format!(
-            "load with PeftModel.from_pretrained({}, \"{}\")",
-            base_loader(&trained.config.model.path),
-            out.display()
-        )])
-        .collect())
+    let scaling = if lora.use_rslora {
+        "alpha/sqrt(r) (rsLoRA)"
+    } else {
+        "alpha/r"
+    };
+    let summary = format!(
+        "rank {}, alpha {}, scaling {scaling}, dropout {}; target modules: {}",
+        lora.rank,
+        lora.alpha,
+        lora.dropout,
+        lora.target_modules.join(", ")
+    );
+    Adapter {
+        tensors,
+        config,
+        card: model_card(trained, "LoRA adapter", &summary, "lora, tunesmith"),
+    }
 }
 
 /// The transformers call that loads the base this adapter was trained on;
@@ -151,53 +214,31 @@ fn gguf_base_note(base: &std::path::Path) -> String {
     )
 }
 
-/// What a PiSSA run's adapter is (see `LoraConfig::exported`), for the
-/// export notes and the model card.
-pub fn pissa_note(trained: &Trained) -> Option<String> {
-    match &trained.config.method {
-        crate::methods::MethodConfig::Lora(c) if c.init == crate::methods::LoraInit::Pissa => {
-            Some(format!(
-                "trained with PiSSA at rank {r} on the residual of the base; saved as PEFT converts \
-                 such an adapter, a plain LoRA of rank {r2} (the trained pair and the negated \
-                 initial one) that applies to the original base",
-                r = c.rank,
-                r2 = 2 * c.rank
-            ))
-        }
-        _ => None,
-    }
-}
-
-fn model_card(trained: &Trained, lora: &crate::methods::LoraConfig) -> String {
+fn model_card(trained: &Trained, title: &str, summary: &str, tags: &str) -> String {
     let base = trained.config.model.path.display();
-    let scaling = if lora.use_rslora {
-        "alpha/sqrt(r) (rsLoRA)"
-    } else {
-        "alpha/r"
-    };
+    let notes: String = trained
+        .form
+        .notes
+        .iter()
+        .map(|n| format!("- {n}\n"))
+        .collect();
     format!(
-        "---\nlibrary_name: peft\nbase_model: {base}\ntags: [lora, tunesmith]\n---\n\n\
-         # LoRA adapter\n\n\
+        "---\nlibrary_name: peft\nbase_model: {base}\ntags: [{tags}]\n---\n\n\
+         # {title}\n\n\
          Trained with Tunesmith on `{data}`; this is the checkpoint after optimizer \
          step {step} ({why}).\n\n\
-         - rank {r}, alpha {alpha}, scaling {scaling}, dropout {dropout}\n\
-         - target modules: {targets}\n\
-         {pissa}{quantized}{gguf}\n\
+         - {summary}\n\
+         {notes}{quantized}{gguf}\n\
          ```python\n\
          from transformers import AutoModelForCausalLM\n\
          from peft import PeftModel\n\
          model = PeftModel.from_pretrained({loader}, \"PATH\")\n\
          ```\n",
         gguf = gguf_base_note(&trained.config.model.path),
-        pissa = pissa_note(trained).map_or(String::new(), |n| format!("- {n}\n")),
         loader = base_loader(&trained.config.model.path),
         data = trained.config.data.train.display(),
         step = trained.step,
         why = trained.chosen_because,
-        r = lora.rank,
-        alpha = lora.alpha,
-        dropout = lora.dropout,
-        targets = lora.target_modules.join(", "),
         quantized = match trained.config.model.quantize.format() {
             Some(f) => format!(
                 "- trained against a {} block-quantized base (QLoRA); it applies to the \

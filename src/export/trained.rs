@@ -7,28 +7,13 @@ use std::path::{Path, PathBuf};
 use super::{CheckpointChoice, ExportError};
 use crate::config::RunConfig;
 use crate::methods::lora::LoraConfig;
-use crate::methods::{LoraInit, MethodConfig, MethodState};
+use crate::methods::{ExportForm, LoraPair, ModuleTensors};
 use crate::model::ModelConfig;
 use crate::train::checkpoint::{self, LoopState};
 use crate::train::params::HostTensor;
 
-/// One LoRA pair in PEFT's layout: `a` is (r, in), `b` is (out, r), and
-/// DoRA's magnitude (out).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoraPair {
-    pub a: HostTensor,
-    pub b: HostTensor,
-    pub magnitude: Option<HostTensor>,
-}
-
-impl LoraPair {
-    pub fn rank(&self) -> usize {
-        self.a.shape[0]
-    }
-}
-
 /// The trained weights of one checkpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Trained {
     pub run_dir: PathBuf,
     pub config: RunConfig,
@@ -37,13 +22,10 @@ pub struct Trained {
     pub step: usize,
     /// Why this checkpoint was chosen (for the report).
     pub chosen_because: String,
-    /// LoRA pairs by HF module (`model.layers.0.self_attn.q_proj`).
-    pub lora: BTreeMap<String, LoraPair>,
     /// Fully trained tensors by HF name, in HF layout.
     pub full: BTreeMap<String, HostTensor>,
-    /// The LoRA the pairs in `lora` follow, if any: the run's, or for PiSSA
-    /// the rank-2r adapter on the original base they were turned into.
-    pub adapter: Option<crate::methods::lora::LoraConfig>,
+    /// The trained adapter as the method exports it.
+    pub form: ExportForm,
 }
 
 impl Trained {
@@ -59,136 +41,75 @@ impl Trained {
             .map_err(|e| ExportError::Run(Box::new(e)))?;
         let method_state =
             checkpoint::read_method_state(&dir).map_err(|e| ExportError::Run(Box::new(e)))?;
-        let mut out = Self {
+        let (full, adapters) = rename(weights, &dir)?;
+        let form = config
+            .method
+            .method()
+            .export_form(&model, adapters, &method_state)
+            .map_err(|e| ExportError::Checkpoint {
+                path: dir.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
             run_dir: run_dir.to_path_buf(),
             config,
             model,
             checkpoint: dir,
             step,
             chosen_because,
-            lora: BTreeMap::new(),
-            full: BTreeMap::new(),
-            adapter: None,
-        };
-        out.rename(weights)?;
-        if let MethodConfig::Lora(c) = out.config.method.clone() {
-            if c.init == LoraInit::Pissa {
-                out.subtract_initial(&method_state, c.rank)?;
-            }
-            out.adapter = Some(c.exported());
-        }
-        Ok(out)
+            full,
+            form,
+        })
     }
 
-    /// The LoRA hyperparameters of the exported pairs, if it is a LoRA run
-    /// (see [`LoraConfig::exported`]).
+    /// The LoRA the exported pairs follow, if the update is one (see
+    /// [`crate::methods::ExportForm::lora`]).
     pub fn lora_config(&self) -> Option<&LoraConfig> {
-        self.adapter.as_ref()
+        self.form.lora.as_ref().map(|(c, _)| c)
     }
 
-    /// PiSSA trained `A·B` on the residual `W − s·A₀·B₀`: on the original
-    /// base that is the rank-2r pair `[A; A₀]` (PEFT's A, rows) and
-    /// `[B, −B₀]` (PEFT's B, columns).
-    fn subtract_initial(&mut self, state: &MethodState, rank: usize) -> Result<(), ExportError> {
-        for (module, pair) in &mut self.lora {
-            let get = |part| {
-                let key = crate::methods::lora::init_key(module, part);
-                state.get(&key).ok_or_else(|| ExportError::Checkpoint {
-                    path: self.checkpoint.clone(),
-                    reason: format!(
-                        "{key} (PiSSA's initial adapter) is missing from {}",
-                        checkpoint::METHOD
-                    ),
-                })
-            };
-            // Ours are [in, r] and [r, out], PEFT's the transposes.
-            let a0 = transpose(get('a')?, module)?;
-            let b0 = transpose(get('b')?, module)?;
-            if a0.shape != pair.a.shape || b0.shape != pair.b.shape || pair.rank() != rank {
-                return Err(ExportError::Checkpoint {
-                    path: self.checkpoint.clone(),
-                    reason: format!(
-                        "{module}: PiSSA's initial adapter does not fit the trained one"
-                    ),
-                });
-            }
-            let mut a = pair.a.data.clone();
-            a.extend_from_slice(&a0.data);
-            let out = pair.b.shape[0];
-            let b = (0..out)
-                .flat_map(|o| {
-                    let row = &pair.b.data[o * rank..(o + 1) * rank];
-                    let row0 = &b0.data[o * rank..(o + 1) * rank];
-                    row.iter().copied().chain(row0.iter().map(|v| -v))
-                })
-                .collect();
-            pair.a = HostTensor {
-                shape: vec![2 * rank, pair.a.shape[1]],
-                data: a,
-            };
-            pair.b = HostTensor {
-                shape: vec![out, 2 * rank],
-                data: b,
-            };
-        }
-        Ok(())
+    /// The exported LoRA pairs by HF module (none when the update is not
+    /// a LoRA).
+    pub fn lora(&self) -> &BTreeMap<String, LoraPair> {
+        static NONE: BTreeMap<String, LoraPair> = BTreeMap::new();
+        self.form.lora.as_ref().map_or(&NONE, |(_, pairs)| pairs)
     }
+}
 
-    fn rename(&mut self, weights: BTreeMap<String, HostTensor>) -> Result<(), ExportError> {
-        let mut halves: BTreeMap<String, (Option<HostTensor>, Option<HostTensor>)> =
-            BTreeMap::new();
-        let mut magnitudes: BTreeMap<String, HostTensor> = BTreeMap::new();
-        for (name, tensor) in weights {
-            if let Some(module) = name.strip_suffix(".adapter.lora.magnitude") {
-                magnitudes.insert(format!("model.{module}"), tensor);
-                continue;
-            }
-            if let Some((module, part)) = name
-                .strip_suffix(".adapter.lora.a")
-                .map(|m| (m, 'a'))
-                .or_else(|| name.strip_suffix(".adapter.lora.b").map(|m| (m, 'b')))
-            {
-                // Ours are a [in, r] and b [r, out]: PEFT stores the
-                // transposes.
-                let t = transpose(&tensor, &name)?;
-                let slot = halves.entry(format!("model.{module}")).or_default();
-                if part == 'a' {
-                    slot.0 = Some(t);
-                } else {
-                    slot.1 = Some(t);
-                }
-                continue;
-            }
-            let (hf, transposed) = hf_name(&name);
-            let t = if transposed {
-                transpose(&tensor, &name)?
-            } else {
-                tensor
-            };
-            self.full.insert(hf, t);
+/// The checkpoint's tensors as fully trained base tensors (HF names and
+/// layout) and adapter tensors by HF module and their path below
+/// `adapter` (`lora.a`), in our layout for the method to read.
+type Renamed = (
+    BTreeMap<String, HostTensor>,
+    BTreeMap<String, ModuleTensors>,
+);
+
+fn rename(weights: BTreeMap<String, HostTensor>, dir: &Path) -> Result<Renamed, ExportError> {
+    let mut full = BTreeMap::new();
+    let mut adapters: BTreeMap<String, ModuleTensors> = BTreeMap::new();
+    for (name, tensor) in weights {
+        if let Some((module, part)) = name.split_once(".adapter.") {
+            adapters
+                .entry(format!("model.{module}"))
+                .or_default()
+                .insert(part.to_string(), tensor);
+            continue;
         }
-        for (module, pair) in halves {
-            match pair {
-                (Some(a), Some(b)) => {
-                    let magnitude = magnitudes.remove(&module);
-                    self.lora.insert(module, LoraPair { a, b, magnitude });
-                }
-                _ => {
-                    return Err(ExportError::Checkpoint {
-                        path: self.checkpoint.clone(),
-                        reason: format!("{module} has only half of its LoRA pair"),
-                    });
-                }
-            }
-        }
-        if let Some(module) = magnitudes.keys().next() {
-            return Err(ExportError::Checkpoint {
-                path: self.checkpoint.clone(),
-                reason: format!("{module} has a DoRA magnitude but no LoRA pair"),
-            });
-        }
-        Ok(())
+        let (hf, transposed) = hf_name(&name);
+        let t = if transposed {
+            transpose(&tensor, &name).map_err(|e| match e {
+                ExportError::Checkpoint { reason, .. } => ExportError::Checkpoint {
+                    path: dir.to_path_buf(),
+                    reason: format!("{name}: {reason}"),
+                },
+                other => other,
+            })?
+        } else {
+            tensor
+        };
+        full.insert(hf, t);
     }
+    Ok((full, adapters))
 }
 
 fn read_state(dir: &Path) -> Result<LoopState, ExportError> {

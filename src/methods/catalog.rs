@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{FullConfig, LoraConfig, MethodConfig, full, lora};
+use super::{FullConfig, LoraConfig, MethodConfig, MissConfig, full, lora, miss};
 
 /// One method card.
 #[derive(Debug, Clone, Serialize)]
@@ -119,6 +119,34 @@ impl FieldSpec {
     }
 }
 
+/// The `dropout` field of adapter methods: a probability in [0, 1).
+pub fn dropout_field(doc: &'static str) -> FieldSpec {
+    FieldSpec::new(
+        "dropout",
+        "Dropout",
+        doc,
+        FieldKind::Float {
+            min: 0.0,
+            min_open: false,
+            max: Some(1.0),
+            max_open: true,
+        },
+    )
+}
+
+/// The `target_modules` field of adapter methods: some of the decoder's
+/// linear layers.
+pub fn target_modules_field(doc: &'static str) -> FieldSpec {
+    FieldSpec::new(
+        "target_modules",
+        "Target modules",
+        doc,
+        FieldKind::Subset {
+            options: super::LINEAR_MODULES.to_vec(),
+        },
+    )
+}
+
 impl MethodSpec {
     /// A card selecting `config`, with each field's default read from it.
     pub fn new(
@@ -166,6 +194,8 @@ pub fn catalog() -> Vec<MethodSpec> {
         lora::rslora_spec(),
         lora::dora_spec(),
         lora::pissa_spec(),
+        miss::spec(MissConfig::default()),
+        miss::bone_spec(),
         full::spec(FullConfig::default()),
     ]
 }

@@ -115,6 +115,7 @@ impl Method for FullConfig {
             added_params: 0,
             trained_base_params: self.trainable_params(model),
             layer_values: 0,
+            layer_fixed: 0,
             head_frozen: !self.wants(head),
         }
     }

@@ -4,8 +4,10 @@
 //! (LoRA and its relatives) do so through [`Adapter`].
 
 pub mod catalog;
+pub mod exported;
 pub mod full;
 pub mod lora;
+pub mod miss;
 pub mod svd;
 
 use std::collections::BTreeMap;
@@ -18,8 +20,10 @@ use thiserror::Error;
 
 use crate::model::{CausalLm, Linear, ModelConfig};
 
+pub use exported::{ExportForm, LoraPair, ModuleTensors};
 pub use full::FullConfig;
 pub use lora::{LoraAdapter, LoraConfig, LoraInit};
+pub use miss::{MissAdapter, MissConfig, MissMode};
 
 use crate::train::params::HostTensor;
 
@@ -62,6 +66,9 @@ pub struct MemoryTerms {
     /// Values (f32) per token and decoder layer that backward keeps
     /// beyond what the frozen layer itself keeps.
     pub layer_values: u64,
+    /// Values (f32) per decoder layer that backward keeps whatever the
+    /// batch (Bone's weight-shaped updates).
+    pub layer_fixed: u64,
     /// Whether the output head stays frozen (a 16-bit frozen head is
     /// widened to f32 for the loss).
     pub head_frozen: bool,
@@ -125,6 +132,25 @@ pub trait Method {
         ctx: &mut PrepareContext<'_>,
     ) -> Result<PreparedModel, MethodError>;
 
+    /// The trained adapter as the exports write it, from each adapted
+    /// module's checkpoint tensors (by HF module name,
+    /// `model.layers.0.self_attn.q_proj`) and the method's saved state.
+    /// Methods that add no adapter (full fine-tuning) export none.
+    fn export_form(
+        &self,
+        _model: &ModelConfig,
+        adapters: BTreeMap<String, ModuleTensors>,
+        _state: &MethodState,
+    ) -> Result<ExportForm, MethodError> {
+        match adapters.into_keys().next() {
+            Some(module) => Err(MethodError::Export {
+                module,
+                reason: format!("a {} run has no adapter there", self.name()),
+            }),
+            None => Ok(ExportForm::default()),
+        }
+    }
+
     /// [`Method::prepare`] from scratch without progress reports, keeping
     /// only the model (tests, benchmarks).
     fn prepare_fresh(&self, model: CausalLm, rng: &mut StdRng) -> Result<CausalLm, MethodError> {
@@ -142,6 +168,9 @@ pub enum MethodConfig {
     Full(FullConfig),
     /// Low-rank adapters beside frozen linear layers.
     Lora(LoraConfig),
+    /// MiSS (and Bone, its weight-guided `bat` mode): shards of one small
+    /// trained block shared across each layer's input.
+    Miss(MissConfig),
 }
 
 impl Default for MethodConfig {
@@ -156,6 +185,7 @@ impl MethodConfig {
         match self {
             MethodConfig::Full(c) => c,
             MethodConfig::Lora(c) => c,
+            MethodConfig::Miss(c) => c,
         }
     }
 }
@@ -165,6 +195,7 @@ impl MethodConfig {
 #[derive(Module, Debug)]
 pub enum Adapter {
     Lora(LoraAdapter),
+    Miss(MissAdapter),
 }
 
 impl Adapter {
@@ -180,6 +211,7 @@ impl Adapter {
     ) -> Tensor<D> {
         match self {
             Adapter::Lora(a) => a.forward(x, base, layer, dropout),
+            Adapter::Miss(a) => a.forward(x, base, layer, dropout),
         }
     }
 }
@@ -217,10 +249,25 @@ pub enum MethodError {
         value: String,
         reason: &'static str,
     },
+    #[error(
+        "method.{key} = {value} does not fit `{module}` ({inp} -> {out}): {reason}; \
+         {fits} fits every target layer"
+    )]
+    Misfit {
+        key: &'static str,
+        value: usize,
+        module: String,
+        inp: usize,
+        out: usize,
+        reason: &'static str,
+        fits: usize,
+    },
     #[error("method.layers lists layer {layer}, but the model has layers 0..{num_layers}")]
     NoSuchLayer { layer: usize, num_layers: usize },
     #[error("preparing {module} failed: {reason}")]
     Decomposition { module: String, reason: String },
+    #[error("the checkpoint's adapter on {module} cannot be exported: {reason}")]
+    Export { module: String, reason: String },
     #[error(
         "the run's saved method state `{key}` cannot be used: {reason} \
          (was the run's model or [method] section changed?)"
@@ -239,6 +286,80 @@ pub fn linear_shape(model: &ModelConfig, name: &str) -> Option<(usize, usize)> {
         "down_proj" => (i, h),
         _ => return None,
     })
+}
+
+/// The (in, out) features of each of `targets` in this model, refusing an
+/// empty list or a module the model does not have.
+pub(crate) fn target_shapes<'a>(
+    model: &ModelConfig,
+    targets: &'a [String],
+) -> Result<Vec<(&'a str, usize, usize)>, MethodError> {
+    if targets.is_empty() {
+        return Err(MethodError::NoTargets);
+    }
+    targets
+        .iter()
+        .map(|name| match linear_shape(model, name) {
+            Some((inp, out)) => Ok((name.as_str(), inp, out)),
+            None => Err(MethodError::UnknownModule {
+                name: name.clone(),
+                model_type: model.model_type.to_string(),
+                available: LINEAR_MODULES.join(", "),
+            }),
+        })
+        .collect()
+}
+
+/// `per_module(in, out)` summed over `targets` and every decoder layer: a
+/// method's parameter count.
+pub(crate) fn over_layers(
+    model: &ModelConfig,
+    targets: &[String],
+    per_module: impl Fn(usize, usize) -> usize,
+) -> u64 {
+    let per_layer: usize = targets
+        .iter()
+        .filter_map(|m| linear_shape(model, m))
+        .map(|(i, o)| per_module(i, o))
+        .sum();
+    (per_layer * model.num_layers) as u64
+}
+
+/// Whether the linear layer `full_name` (`model.layers.3.mlp.up_proj`) is
+/// one of `targets` (leaf names).
+pub(crate) fn is_target(targets: &[String], full_name: &str) -> bool {
+    let leaf = leaf_name(full_name);
+    targets.iter().any(|t| t == leaf)
+}
+
+/// Training-time dropout with probability `p` on an adapter's input.
+pub(crate) fn dropout_input<const D: usize>(x: Tensor<D>, p: f64) -> Tensor<D> {
+    let keep = 1.0 - p;
+    if tunesmith_kernels::fused(&x) {
+        // The mask's seed comes from the backend's stream, so a layer
+        // recomputed under checkpointing (which reseeds that stream) draws
+        // the same mask again.
+        let seed = stream_seed(&x.device());
+        tunesmith_kernels::dropout(x, keep, seed)
+    } else {
+        let mask = x.random_like(burn::tensor::Distribution::Bernoulli(keep));
+        x * mask / keep
+    }
+}
+
+/// A 64-bit seed drawn from `device`'s random stream.
+fn stream_seed(device: &burn::tensor::Device) -> u64 {
+    use burn::tensor::{Distribution, Int};
+    // Int tensors are i32 on some backends: three 30-bit draws.
+    let draw = Tensor::<1, Int>::random([3], Distribution::Uniform(0.0, 2f64.powi(30)), device);
+    let halves: Vec<i64> = draw
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap_or_default();
+    halves
+        .iter()
+        .fold(0u64, |acc, &h| acc.rotate_left(30) ^ (h as u64))
 }
 
 /// Whether the linear layer called `full_name` (`model.layers.3.mlp.up_proj`)

@@ -10,7 +10,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::config::{BackendName, ConfigError, RunConfig};
-use crate::methods::{LINEAR_MODULES, MethodError, linear_shape};
+use crate::methods::{LINEAR_MODULES, MemoryTerms, MethodError, linear_shape};
 use crate::model::{ModelConfig, ModelError, ModelSummary, precision};
 
 /// Trainable and total parameters, and the memory a training step needs.
@@ -155,7 +155,7 @@ pub fn estimate_for(
     } else {
         0
     };
-    let activations = activation_bytes(config, model, cpu, head_widened, terms.layer_values)
+    let activations = activation_bytes(config, model, cpu, head_widened, &terms)
         + dequantized(config, model, cpu);
     let (h, i) = (model.hidden_size as u64, model.intermediate_size as u64);
     let largest = (model.vocab_size as u64 * h).max(i * h);
@@ -254,13 +254,14 @@ fn activation_bytes(
     model: &ModelConfig,
     cpu: bool,
     head_widened: u64,
-    method_values: u64,
+    terms: &MemoryTerms,
 ) -> u64 {
     let len = config.data.max_length as u64;
     let tokens = config.train.micro_batch as u64 * len;
     let h = model.hidden_size as u64;
     let layers = model.num_layers as u64;
-    let layer = tokens * layer_values(config, model, cpu, method_values) * F32;
+    let layer =
+        (tokens * layer_values(config, model, cpu, terms.layer_values) + terms.layer_fixed) * F32;
     let vocab = model.vocab_size as u64;
     let head = if cpu {
         tokens * 2 * h * F32 + HEAD_BLOCK.min(tokens * vocab * F32)

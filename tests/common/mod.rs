@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use burn::tensor::Device;
+use safetensors::SafeTensors;
+use tunesmith::train::loss::Batch;
 
 /// tests/fixtures/models
 pub fn models_dir() -> PathBuf {
@@ -103,4 +105,118 @@ pub fn logits(model: &tunesmith::CausalLm, ids: &[i64]) -> Vec<f32> {
         .into_data()
         .try_to_vec::<f32>()
         .unwrap()
+}
+
+/// An f32 tensor of a fixture file: (shape, values).
+pub fn f32s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let v = st.tensor(name).unwrap();
+    let data = v
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (v.shape().to_vec(), data)
+}
+
+/// An i64 tensor of a fixture file: (shape, values).
+pub fn i64s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<i64>) {
+    let v = st.tensor(name).unwrap();
+    let data = v
+        .data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (v.shape().to_vec(), data)
+}
+
+/// The largest elementwise difference.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The fixture batch `input_ids` / `labels` on `device`.
+pub fn batch_from(st: &SafeTensors, device: &Device) -> Batch {
+    let (shape, ids) = i64s(st, "input_ids");
+    let (_, labels) = i64s(st, "labels");
+    let t = shape[1];
+    let rows: Vec<(Vec<u32>, Vec<i64>)> = (0..shape[0])
+        .map(|r| {
+            (
+                ids[r * t..(r + 1) * t].iter().map(|&v| v as u32).collect(),
+                labels[r * t..(r + 1) * t].to_vec(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&[u32], &[i64])> = rows
+        .iter()
+        .map(|(a, b)| (a.as_slice(), b.as_slice()))
+        .collect();
+    Batch::new(&refs, 0, device)
+}
+
+/// One PEFT-fixture step on `model`: its gradients against the fixture's
+/// `grads` (1e-5 each), then one AdamW step with the fixture's
+/// hyperparameters (`meta`), whose loss and gradient norm must be PEFT's to
+/// 1e-5 relative. Returns the stepped model, the (loss, grad norm)
+/// relative differences and the hyperparameters.
+pub fn peft_step(
+    case: &str,
+    model: tunesmith::CausalLm,
+    batch: &Batch,
+    meta: &serde_json::Value,
+    grads: &std::collections::BTreeMap<String, tunesmith::train::params::HostTensor>,
+) -> (
+    tunesmith::CausalLm,
+    (f64, f64),
+    tunesmith::config::TrainSection,
+) {
+    use tunesmith::train::params::{self, HostTensor};
+    let loss = tunesmith::train::loss::nll_sum(&model, batch) / batch.trained_tokens as f64;
+    let g = loss.backward();
+    let mut ours = std::collections::BTreeMap::new();
+    params::accumulate_grads(&model, &g, &mut ours);
+    for (name, expected) in grads {
+        let got = HostTensor::from_tensor(ours[name].clone()).data;
+        let d = max_abs_diff(&got, &expected.data);
+        assert!(d < 1e-5, "{case}: gradient of {name} differs by {d}");
+    }
+    let train = tunesmith::config::TrainSection {
+        learning_rate: meta["lr"].as_f64().unwrap(),
+        beta1: meta["betas"][0].as_f64().unwrap(),
+        beta2: meta["betas"][1].as_f64().unwrap(),
+        eps: meta["eps"].as_f64().unwrap(),
+        weight_decay: meta["weight_decay"].as_f64().unwrap(),
+        ..tunesmith::config::TrainSection::default()
+    };
+    let mut optim = tunesmith::train::optim::AdamW::new(&train);
+    let (model, stats) = tunesmith::train::step::optimizer_step(
+        model,
+        &mut optim,
+        std::slice::from_ref(batch),
+        train.learning_rate,
+        tunesmith::train::step::StepOptions {
+            max_grad_norm: meta["max_grad_norm"].as_f64().unwrap(),
+            gradient_checkpointing: false,
+        },
+        |_| None,
+    );
+    let want_loss = meta["loss"].as_f64().unwrap();
+    let want_norm = meta["grad_norm"].as_f64().unwrap();
+    let loss_rel = (stats.loss - want_loss).abs() / want_loss;
+    let norm_rel = (stats.grad_norm - want_norm).abs() / want_norm;
+    assert!(
+        loss_rel < 1e-5,
+        "{case}: loss {} vs PEFT {want_loss}",
+        stats.loss
+    );
+    assert!(
+        norm_rel < 1e-5,
+        "{case}: grad norm {} vs PEFT {want_norm}",
+        stats.grad_norm
+    );
+    (model, (loss_rel, norm_rel), train)
 }

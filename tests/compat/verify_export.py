@@ -5,8 +5,9 @@ needs torch, transformers and peft, so not in CI).
     tests/compat/verify_export.py TUNESMITH_BINARY WORK_DIR
 
 For a Llama-style LoRA run, a Qwen2 rsLoRA run, a Qwen2 DoRA run
-(PEFT's `use_dora`) and a Llama-style PiSSA run (exported as PEFT's rank-2r
-conversion on the original base): loads the PEFT export
+(PEFT's `use_dora`), a Llama-style PiSSA run (exported as PEFT's rank-2r
+conversion on the original base) and MiSS runs in its three modes (PEFT's
+`MissConfig`; balance with a padded shard, bat, mini): loads the PEFT export
 with PeftModel.from_pretrained on the base model and the merged export with
 AutoModelForCausalLM.from_pretrained, and compares their logits with
 `tunesmith logits --adapter RUN` on the same tokens (max |diff| <= 1e-4).
@@ -71,6 +72,13 @@ def main() -> None:
            [f"model.path={qwen}", "method.use_dora=true", "method.rank=4", "method.alpha=8"],
            qwen)
     verify(binary, work, "llama-pissa", ["method.init=pissa"], tiny)
+    verify(binary, work, "qwen2-miss", [f"model.path={qwen}", "method.kind=miss", "method.rank=6"],
+           qwen)
+    verify(binary, work, "llama-bone",
+           ["method.kind=miss", "method.mode=bat", "method.rank=8"], tiny)
+    verify(binary, work, "qwen2-miss-mini",
+           [f"model.path={qwen}", "method.kind=miss", "method.mode=mini", "method.rank=4",
+            "method.mini_r=8"], qwen)
     print("PEFT and merged exports: ok")
 
 

@@ -73,6 +73,9 @@ data = {p.stem: json.loads(p.read_text()) for p in sorted((fx / "data").glob("*.
 
 # `tunesmith plan --json` as recorded, keyed by file name.
 estimates = {p.stem: json.loads(p.read_text()) for p in sorted((fx / "plans").glob("*.json"))}
+# ... and the engine's refusals, keyed the same way (`miss-bat-r64`).
+estimate_errors = {p.name.removesuffix(".error.txt"): p.read_text().strip().splitlines()[0].removeprefix("Error: ")
+                   for p in sorted((fx / "plans").glob("*.error.txt"))}
 
 runs = list(reversed(load_jsonl(fx / "runs-list.jsonl")))
 events = {}
@@ -141,6 +144,7 @@ app = {
     "models": json.loads((fx / "models-list.json").read_text()),
     "data": data,
     "estimates": estimates,
+    "estimate_errors": estimate_errors,
     "runs": runs,
     "events": events,
     "replays": replays,
@@ -154,5 +158,5 @@ app = {
         "tuned": (fx / "chat-tuned.txt").read_text().rstrip("\n"),
     },
 }
-(fx / "app.json").write_text(json.dumps(app, indent=1) + "\n")
+(fx / "app.json").write_text(json.dumps(app, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 print(f"wrote {fx / 'app.json'}")

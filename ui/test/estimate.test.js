@@ -62,14 +62,14 @@ test("an estimate rejection shows next to the controls; module checkboxes change
   await waitText(page, "estimate-error", /method\.rank = 5/);
   // Only q_proj and v_proj at rank 8: the recorded estimate.s numbers.
   await typeInto(page, "rank-input", "8");
-  for (const m of ["k_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) await page.click(sel(`target_modules-${m}`));
+  for (const m of ["k_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) await click(page, `target_modules-${m}`);
   await waitText(page, "trainable-params", /14\.3 K/);
   assert.equal(await page.$(sel("estimate-error")), null);
   const last = (await calls(page, "estimate")).at(-1);
   assert.deepEqual(last.args.config.method.target_modules, ["q_proj", "v_proj"]);
   // No module at all blocks Next.
-  await page.click(sel("target_modules-q_proj"));
-  await page.click(sel("target_modules-v_proj"));
+  await click(page, "target_modules-q_proj");
+  await click(page, "target_modules-v_proj");
   await click(page, "wizard-next");
   assert.match(await page.$eval("#step-message", (e) => e.textContent), /Target modules: choose at least one/);
   await assertClean(t, app);
@@ -110,7 +110,7 @@ test("the estimate says whether the run fits, and a suggested saver applies to t
   await assertClean(t, app);
 });
 
-test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA's and PiSSA's cards, full fine-tuning's modules and layers", async (t) => {
+test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA's, PiSSA's, MiSS's and Bone's cards, full fine-tuning's modules and layers", async (t) => {
   const app = await openApp(env);
   const { page } = app;
   await toMethodStep(page);
@@ -151,6 +151,24 @@ test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA'
   });
   await page.select(sel("init-input"), "default");
   await page.waitForFunction(() => window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method.init === "default");
+  // MiSS: its own kind and fields (no alpha), its paper, and the engine's estimate for it.
+  assert.match(await page.$eval(sel("method-miss"), (e) => e.textContent), /MiSS.*Kang & Yin 2024/);
+  await click(page, "method-miss");
+  assert.equal(await page.$(sel("alpha-input")), null, "MiSS has no alpha");
+  assert.deepEqual(await page.$$eval(`${sel("mode-input")} option`, (os) => os.map((o) => o.value)), ["balance", "bat", "mini"]);
+  assert.ok(await page.$(sel("quantize-input")), "MiSS's balance mode keeps the base frozen: a quantized base is offered");
+  await waitText(page, "trainable-params", /154 K/);
+  const miss = (await calls(page, "estimate")).at(-1).args.config.method;
+  assert.deepEqual({ kind: miss.kind, mode: miss.mode, rank: miss.rank }, { kind: "miss", mode: "balance", rank: 32 });
+  // Bone: MiSS in bat mode at 64, which the tiny model's 344-wide MLP does not allow: the engine's
+  // refusal names the width that fits, and 8 gets an estimate.
+  await click(page, "method-bone");
+  assert.equal(await page.$eval(sel("mode-input"), (e) => e.value), "bat");
+  assert.equal(await page.$(sel("quantize-input")), null, "Bone multiplies the base weight: no quantized base");
+  await waitText(page, "estimate-error", /8 fits every target layer/);
+  await typeInto(page, "rank-input", "8");
+  await waitText(page, "trainable-params", /38\.4 K/);
+  assert.equal(await page.$(sel("estimate-error")), null);
   // Full fine-tuning: its own fields from the engine, no LoRA fields, no quantized base.
   await click(page, "method-full");
   for (const id of ["rank-input", "alpha-input", "use_rslora-input", "quantize-input"]) {

@@ -114,6 +114,12 @@ export function installFakeTauri(fx) {
 
   function estimate({ config }) {
     const m = config.method ?? {};
+    if (m.kind === "miss") {
+      const key = `miss-${m.mode}-r${m.rank}`;
+      if (fx.estimate_errors[key]) throw fx.estimate_errors[key];
+      if (!fx.estimates[key]) throw `${key}: no recorded estimate in the test fixtures`;
+      return fx.estimates[key];
+    }
     if (m.kind !== "lora") throw `method.kind = "${m.kind}": no recorded estimate in the test fixtures`;
     const qv = JSON.stringify(m.target_modules) === JSON.stringify(["q_proj", "v_proj"]);
     const len = config.data?.max_length;

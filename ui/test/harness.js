@@ -120,6 +120,8 @@ export async function click(page, id) {
 /** Replaces an input's text (as a user would, firing input events). */
 export async function typeInto(page, id, value) {
   await page.waitForSelector(sel(id), { visible: true });
+  // Above the sticky wizard footer, as `click` scrolls.
+  await page.$eval(sel(id), (e) => e.scrollIntoView({ block: "nearest" }));
   await page.click(sel(id), { clickCount: 3 });
   await page.keyboard.press("Backspace");
   if (value !== "") await page.type(sel(id), value);

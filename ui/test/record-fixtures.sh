@@ -57,6 +57,12 @@ for r in 4 8 16 32; do
 done
 "${PLAN[@]}" --set method.rank=8 --set method.alpha=16 --set 'method.target_modules=["q_proj","v_proj"]' \
   > "$OUT/plans/lora-r8-qv.json"
+# MiSS at its card's width, and Bone: its card's 64 does not divide the tiny
+# model's 344-wide MLP (the engine's refusal), 8 does.
+"${PLAN[@]}" --set method.kind=miss > "$OUT/plans/miss-balance-r32.json"
+"${PLAN[@]}" --set method.kind=miss --set method.mode=bat --set method.rank=8 > "$OUT/plans/miss-bat-r8.json"
+"${PLAN[@]}" --set method.kind=miss --set method.mode=bat --set method.rank=64 \
+  > /dev/null 2> "$OUT/plans/miss-bat-r64.error.txt" || true
 # Far more activations than RAM: the verdict and its suggestions.
 "${PLAN[@]}" --set data.max_length=60000 --set train.micro_batch=16 > "$OUT/plans/lora-r16-len60000.json"
 

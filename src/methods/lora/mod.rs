@@ -21,16 +21,18 @@
 //! on the original base at export (`A·B − A₀·B₀`, a LoRA of rank 2r).
 
 use burn::module::{Module, Param};
-use burn::tensor::{Distribution, Int, Tensor, TensorData, module::linear};
+use burn::tensor::{Tensor, TensorData, module::linear};
 use rand::RngExt;
 use rand::rngs::StdRng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{FieldKind, FieldSpec, MethodSpec};
+mod export;
+
+use super::catalog::{FieldKind, FieldSpec, MethodSpec, dropout_field, target_modules_field};
 use super::{
     LINEAR_MODULES, MemoryTerms, Method, MethodConfig, MethodError, MethodState, PrepareContext,
-    PreparedModel, leaf_name, linear_shape,
+    PreparedModel, linear_shape,
 };
 use crate::model::{CausalLm, Linear, ModelConfig};
 use crate::train::params::HostTensor;
@@ -128,8 +130,7 @@ impl LoraConfig {
     }
 
     fn targets(&self, name: &str) -> bool {
-        let leaf = leaf_name(name);
-        self.target_modules.iter().any(|t| t == leaf)
+        super::is_target(&self.target_modules, name)
     }
 }
 
@@ -155,25 +156,8 @@ fn fields() -> Vec<FieldSpec> {
                 max_open: false,
             },
         ),
-        FieldSpec::new(
-            "dropout",
-            "Dropout",
-            "dropout on the adapter input, training only",
-            FieldKind::Float {
-                min: 0.0,
-                min_open: false,
-                max: Some(1.0),
-                max_open: true,
-            },
-        ),
-        FieldSpec::new(
-            "target_modules",
-            "Target modules",
-            "the linear layers that get an adapter, by HF name",
-            FieldKind::Subset {
-                options: LINEAR_MODULES.to_vec(),
-            },
-        ),
+        dropout_field("dropout on the adapter input, training only"),
+        target_modules_field("the linear layers that get an adapter, by HF name"),
         FieldSpec::new(
             "use_rslora",
             "Rank-stabilised scaling",
@@ -263,6 +247,15 @@ pub fn dora_spec() -> MethodSpec {
 }
 
 impl Method for LoraConfig {
+    fn export_form(
+        &self,
+        _model: &ModelConfig,
+        adapters: std::collections::BTreeMap<String, super::ModuleTensors>,
+        state: &MethodState,
+    ) -> Result<super::ExportForm, MethodError> {
+        self.lora_form(adapters, state)
+    }
+
     fn name(&self) -> &'static str {
         match (self.init, self.use_dora) {
             (LoraInit::Pissa, _) => "pissa",
@@ -296,6 +289,7 @@ impl Method for LoraConfig {
             added_params: self.trainable_params(model),
             trained_base_params: 0,
             layer_values,
+            layer_fixed: 0,
             head_frozen: true,
         }
     }
@@ -348,22 +342,12 @@ impl Method for LoraConfig {
                 reason: "DoRA with init = \"pissa\" is not supported; use one of the two",
             });
         }
-        if self.target_modules.is_empty() {
-            return Err(MethodError::NoTargets);
-        }
-        for name in &self.target_modules {
-            let Some((inp, out)) = linear_shape(model, name) else {
-                return Err(MethodError::UnknownModule {
-                    name: name.clone(),
-                    model_type: model.model_type.to_string(),
-                    available: LINEAR_MODULES.join(", "),
-                });
-            };
+        for (name, inp, out) in super::target_shapes(model, &self.target_modules)? {
             let max = inp.min(out);
             if self.rank > max {
                 return Err(MethodError::RankTooLarge {
                     rank: self.rank,
-                    module: name.clone(),
+                    module: name.to_string(),
                     inp,
                     out,
                     max,
@@ -374,13 +358,9 @@ impl Method for LoraConfig {
     }
 
     fn trainable_params(&self, model: &ModelConfig) -> u64 {
-        let per_layer: usize = self
-            .target_modules
-            .iter()
-            .filter_map(|m| linear_shape(model, m))
-            .map(|(i, o)| self.rank * (i + o) + if self.use_dora { o } else { 0 })
-            .sum();
-        (per_layer * model.num_layers) as u64
+        super::over_layers(model, &self.target_modules, |i, o| {
+            self.rank * (i + o) + if self.use_dora { o } else { 0 }
+        })
     }
 
     fn prepare(
@@ -559,20 +539,6 @@ pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
-/// A 64-bit seed drawn from `device`'s random stream.
-fn stream_seed(device: &burn::tensor::Device) -> u64 {
-    // Int tensors are i32 on some backends: three 30-bit draws.
-    let draw = Tensor::<1, Int>::random([3], Distribution::Uniform(0.0, 2f64.powi(30)), device);
-    let halves: Vec<i64> = draw
-        .into_data()
-        .convert::<i64>()
-        .try_to_vec::<i64>()
-        .unwrap_or_default();
-    halves
-        .iter()
-        .fold(0u64, |acc, &h| acc.rotate_left(30) ^ (h as u64))
-}
-
 /// ‖w[:, o]‖ for each output column o of `w` [in, out], as [1, out].
 fn column_norms(w: Tensor<2>) -> Tensor<2> {
     w.powi_scalar(2).sum_dim(0).sqrt()
@@ -604,17 +570,7 @@ impl LoraAdapter {
     ) -> Tensor<D> {
         let dropped = self.dropout > 0.0 && dropout;
         let x = if dropped {
-            let keep = 1.0 - self.dropout;
-            if tunesmith_kernels::fused(&x) {
-                // The mask's seed comes from the backend's stream, so a layer
-                // recomputed under checkpointing (which reseeds that stream)
-                // draws the same mask again.
-                let seed = stream_seed(&x.device());
-                tunesmith_kernels::dropout(x, keep, seed)
-            } else {
-                let mask = x.random_like(Distribution::Bernoulli(keep));
-                x * mask / keep
-            }
+            super::dropout_input(x, self.dropout)
         } else {
             x
         };
