@@ -103,10 +103,17 @@ fn frozen_weights_never_move_and_the_trainable_count_is_the_estimates() {
     for card in catalog() {
         let method = fitted(&card, &dir);
         let (model, config) = CausalLm::load(&dir, &device).unwrap();
-        let model = method
-            .method()
-            .prepare_fresh(model, &mut StdRng::seed_from_u64(7))
-            .unwrap();
+        // Data-aware methods (CorDA) calibrate on a few rows.
+        let rows: Vec<Vec<u32>> = (0..4)
+            .map(|r| (0..12).map(|i| ((i * 31 + r * 7) % 300) as u32).collect())
+            .collect();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut quiet = |_: usize, _: usize, _: &str| {};
+        let mut ctx = tunesmith::methods::PrepareContext::fresh(&mut rng, &mut quiet);
+        if method.method().calibration().is_some() {
+            ctx.calibration = &rows;
+        }
+        let model = method.method().prepare(model, &mut ctx).unwrap().model;
         let counted: usize = params::trainable(&model)
             .iter()
             .map(|(_, shape)| shape.iter().product::<usize>())

@@ -280,7 +280,9 @@ fn wizard_commands_answer_from_the_engine() {
         .collect();
     assert_eq!(
         ids,
-        ["lora", "rslora", "dora", "pissa", "miss", "bone", "full"]
+        [
+            "lora", "rslora", "dora", "pissa", "corda", "miss", "bone", "full"
+        ]
     );
 
     let mut config = quickstart(&app);

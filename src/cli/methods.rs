@@ -59,5 +59,6 @@ fn range(kind: &FieldKind) -> String {
         FieldKind::Subset { options } => format!("some of: {}", options.join(", ")),
         FieldKind::Layers => "layer list".into(),
         FieldKind::Choice { options } => format!("one of: {}", options.join(", ")),
+        FieldKind::File => "a file path (none by default)".into(),
     }
 }

@@ -295,11 +295,12 @@ pub enum ConfigError {
 
 /// Keys holding paths: relative paths in a file are taken relative to
 /// that file's folder, so presets work from any working directory.
-const PATH_KEYS: [(&str, &str); 4] = [
+const PATH_KEYS: [(&str, &str); 5] = [
     ("model", "path"),
     ("data", "train"),
     ("data", "val"),
     ("output", "runs_dir"),
+    ("method", "corda_data"),
 ];
 
 impl RunConfig {

@@ -69,6 +69,8 @@ pub enum FieldKind {
     Layers,
     /// One of `options`.
     Choice { options: Vec<&'static str> },
+    /// A file path, or none.
+    File,
 }
 
 impl FieldSpec {
@@ -115,6 +117,7 @@ impl FieldSpec {
                 .as_array()
                 .is_some_and(|items| items.iter().all(|i| i.as_u64().is_some())),
             FieldKind::Choice { options } => value.as_str().is_some_and(|v| options.contains(&v)),
+            FieldKind::File => value.is_null() || value.as_str().is_some_and(|v| !v.is_empty()),
         }
     }
 }
@@ -194,6 +197,7 @@ pub fn catalog() -> Vec<MethodSpec> {
         lora::rslora_spec(),
         lora::dora_spec(),
         lora::pissa_spec(),
+        lora::corda_spec(),
         miss::spec(MissConfig::default()),
         miss::bone_spec(),
         full::spec(FullConfig::default()),

@@ -4,6 +4,7 @@
 //! (LoRA and its relatives) do so through [`Adapter`].
 
 pub mod catalog;
+pub mod corda;
 pub mod exported;
 pub mod full;
 pub mod lora;
@@ -42,6 +43,18 @@ pub struct PrepareContext<'a> {
     pub saved: Option<&'a MethodState>,
     /// Progress of a long preparation: (done, total, what is being done).
     pub progress: &'a mut dyn FnMut(usize, usize, &str),
+    /// Token ids of the calibration rows [`Method::calibration`] asked for
+    /// (empty when it asks for none, or the run resumes).
+    pub calibration: &'a [Vec<u32>],
+}
+
+/// Calibration rows a method's preparation runs through the model (CorDA).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationRequest {
+    /// How many rows (fewer when the data has fewer).
+    pub rows: usize,
+    /// The dataset file they come from; none = the run's training rows.
+    pub data: Option<std::path::PathBuf>,
 }
 
 impl<'a> PrepareContext<'a> {
@@ -51,6 +64,7 @@ impl<'a> PrepareContext<'a> {
             rng,
             saved: None,
             progress,
+            calibration: &[],
         }
     }
 }
@@ -107,6 +121,11 @@ pub trait Method {
     /// cannot be held quantized).
     fn trains_base_weights(&self) -> bool {
         false
+    }
+
+    /// The calibration rows its preparation needs, if any.
+    fn calibration(&self) -> Option<CalibrationRequest> {
+        None
     }
 
     /// What the method adds to a step's memory, for `plan::estimate`.

@@ -147,14 +147,65 @@ impl LayerContext {
     }
 }
 
-/// Per-forward state: the shared context and the optional KV cache.
+/// Per-forward state: the shared context, the optional KV cache and the
+/// optional observer of the linear layers' inputs.
 struct Step<'a> {
     ctx: LayerContext,
     cache: Option<&'a mut KvCache>,
+    tap: Option<&'a mut dyn FnMut(usize, LinearInput, Tensor<3>)>,
+}
+
+impl Step<'_> {
+    fn tap(&mut self, layer: usize, input: LinearInput, x: &Tensor<3>) {
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap(layer, input, x.clone());
+        }
+    }
+}
+
+/// The input a decoder linear layer reads: layers that share one read the
+/// same tensor (q/k/v the normed residual, gate/up the normed residual after
+/// attention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LinearInput {
+    /// q_proj, k_proj, v_proj.
+    Attention,
+    /// o_proj: the attention's output.
+    AttentionOutput,
+    /// gate_proj, up_proj.
+    Mlp,
+    /// down_proj: the gated product.
+    MlpHidden,
+}
+
+impl LinearInput {
+    /// The input of the linear module `leaf` (`q_proj`...).
+    pub fn of(leaf: &str) -> Option<Self> {
+        Some(match leaf {
+            "q_proj" | "k_proj" | "v_proj" => Self::Attention,
+            "o_proj" => Self::AttentionOutput,
+            "gate_proj" | "up_proj" => Self::Mlp,
+            "down_proj" => Self::MlpHidden,
+            _ => return None,
+        })
+    }
 }
 
 impl Attention {
     fn forward(&self, x: Tensor<3>, layer: usize, step: &mut Step, dropout: bool) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        step.tap(layer, LinearInput::Attention, &x);
+        let attended = self.attend(x, layer, step, dropout);
+        let attended = attended
+            .swap_dims(1, 2)
+            .reshape([b, t, self.num_heads * self.head_dim]);
+        step.tap(layer, LinearInput::AttentionOutput, &attended);
+        self.o_proj.forward_with(attended, dropout)
+    }
+
+    /// The attention's output per head [batch, heads, len, head_dim],
+    /// before o_proj.
+    fn attend(&self, x: Tensor<3>, layer: usize, step: &mut Step, dropout: bool) -> Tensor<4> {
         let [b, t, _] = x.dims();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
@@ -178,10 +229,7 @@ impl Attention {
             cache.layers[layer] = Some((k.clone(), v.clone()));
         }
         if step.ctx.plain_causal && tunesmith_kernels::fused(&q) {
-            let out = tunesmith_kernels::causal_attention(q, k, v);
-            return self
-                .o_proj
-                .forward_with(out.swap_dims(1, 2).reshape([b, t, nh * hd]), dropout);
+            return tunesmith_kernels::causal_attention(q, k, v);
         }
         let k = repeat_kv(k, nh / nkv);
         let v = repeat_kv(v, nh / nkv);
@@ -200,18 +248,13 @@ impl Attention {
                 softcap: None,
                 is_causal,
             };
-            let out = attention(q, k, v, mask, None, options);
-            return self
-                .o_proj
-                .forward_with(out.swap_dims(1, 2).reshape([b, t, nh * hd]), dropout);
+            return attention(q, k, v, mask, None, options);
         }
         let mut scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
         if let Some(mask) = &step.ctx.mask {
             scores = scores + mask.clone();
         }
-        let out = softmax_last(scores).matmul(v);
-        self.o_proj
-            .forward_with(out.swap_dims(1, 2).reshape([b, t, nh * hd]), dropout)
+        softmax_last(scores).matmul(v)
     }
 }
 
@@ -239,7 +282,8 @@ fn repeat_kv(x: Tensor<4>, rep: usize) -> Tensor<4> {
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>, dropout: bool) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, layer: usize, step: &mut Step, dropout: bool) -> Tensor<3> {
+        step.tap(layer, LinearInput::Mlp, &x);
         let gate = self.gate_proj.forward_with(x.clone(), dropout);
         let up = self.up_proj.forward_with(x, dropout);
         let hidden = if tunesmith_kernels::fused(&gate) {
@@ -247,6 +291,7 @@ impl Mlp {
         } else {
             silu(gate) * up
         };
+        step.tap(layer, LinearInput::MlpHidden, &hidden);
         self.down_proj.forward_with(hidden, dropout)
     }
 }
@@ -258,10 +303,8 @@ impl DecoderLayer {
             + self
                 .self_attn
                 .forward(self.input_layernorm.forward(x), layer, step, dropout);
-        h.clone()
-            + self
-                .mlp
-                .forward(self.post_attention_layernorm.forward(h), dropout)
+        let normed = self.post_attention_layernorm.forward(h.clone());
+        h + self.mlp.forward(normed, layer, step, dropout)
     }
 }
 
@@ -375,7 +418,14 @@ impl CausalLm {
     pub fn hidden_states(&self, tokens: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
         let past = cache.as_ref().map_or(0, |c| c.len);
         let ctx = self.context(&tokens, past, cache.is_none(), Dropout::WhenTracked);
-        self.run_layers(tokens, Step { ctx, cache })
+        self.run_layers(
+            tokens,
+            Step {
+                ctx,
+                cache,
+                tap: None,
+            },
+        )
     }
 
     /// Final hidden states of packed sequences: each token attends only to
@@ -384,7 +434,14 @@ impl CausalLm {
     /// examples compute one by one.
     pub fn hidden_states_packed(&self, tokens: Tensor<2, Int>, packing: &Packing) -> Tensor<3> {
         let ctx = self.packed_context(&tokens, packing, Dropout::WhenTracked);
-        self.run_layers(tokens, Step { ctx, cache: None })
+        self.run_layers(
+            tokens,
+            Step {
+                ctx,
+                cache: None,
+                tap: None,
+            },
+        )
     }
 
     /// Final hidden states of a training batch (packed or not), dropout
@@ -396,7 +453,33 @@ impl CausalLm {
         dropout: Dropout,
     ) -> Tensor<3> {
         let ctx = self.layer_context(&tokens, packing, dropout);
-        self.run_layers(tokens, Step { ctx, cache: None })
+        self.run_layers(
+            tokens,
+            Step {
+                ctx,
+                cache: None,
+                tap: None,
+            },
+        )
+    }
+
+    /// Runs `tokens` [batch, len] through the decoder (no cache, no dropout)
+    /// and hands each linear layer's input to `tap` as (layer, which input,
+    /// [batch, len, in]); inputs that several layers share come once (see
+    /// [`LinearInput`]). For data-aware methods' preparation (CorDA's
+    /// covariances).
+    pub fn trace_linear_inputs(
+        &self,
+        tokens: Tensor<2, Int>,
+        tap: &mut dyn FnMut(usize, LinearInput, Tensor<3>),
+    ) {
+        let ctx = self.context(&tokens, 0, true, Dropout::WhenTracked);
+        let step = Step {
+            ctx,
+            cache: None,
+            tap: Some(tap),
+        };
+        self.run_layers(tokens, step);
     }
 
     /// The context the decoder layers share for a batch without a cache
@@ -470,6 +553,7 @@ impl CausalLm {
         let mut step = Step {
             ctx: ctx.clone(),
             cache: None,
+            tap: None,
         };
         self.layers[index].forward(x, index, &mut step)
     }

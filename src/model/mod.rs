@@ -15,6 +15,6 @@ pub(crate) use config::token_ids as config_token_ids;
 pub use config::{ModelConfig, ModelType, RopeScaling};
 pub use error::ModelError;
 pub use layers::Linear;
-pub use llama::{CausalLm, Dropout, KvCache, LayerContext, Packing};
+pub use llama::{CausalLm, Dropout, KvCache, LayerContext, LinearInput, Packing};
 pub use summary::ModelSummary;
 pub use weights::{TensorInfo, WeightSource, decode_f32};

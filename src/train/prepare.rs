@@ -36,6 +36,9 @@ pub struct Prepared {
     /// How the frozen base weights are held (`model.dtype`,
     /// `model.quantize`).
     pub storage: crate::model::precision::Storage,
+    /// Token ids of the calibration rows the method asked for (see
+    /// `Method::calibration`).
+    pub calibration: Vec<Vec<u32>>,
 }
 
 impl Prepared {
@@ -86,6 +89,24 @@ impl Prepared {
         } else {
             (train, val)
         };
+        let calibration = match method.calibration() {
+            None => Vec::new(),
+            Some(request) => {
+                let rows = match &request.data {
+                    Some(path) => {
+                        let set = data::load_dataset(path, &tokenizer, &options)?;
+                        for w in set.warnings {
+                            if !warnings.contains(&w) {
+                                warnings.push(w);
+                            }
+                        }
+                        set.examples
+                    }
+                    None => train.clone(),
+                };
+                rows.into_iter().take(request.rows).map(|e| e.ids).collect()
+            }
+        };
         let device = backend::select(config.model.backend.into())?;
         let t = &config.train;
         let micro_per_epoch = train.len().div_ceil(t.micro_batch);
@@ -129,6 +150,7 @@ impl Prepared {
             device,
             total_steps,
             storage,
+            calibration,
         })
     }
 }
@@ -202,6 +224,7 @@ pub fn load_adapted_stored(
         rng: &mut rng,
         saved: Some(&saved),
         progress: &mut quiet,
+        calibration: &[],
     };
     let model = config.method.method().prepare(model, &mut ctx)?.model;
     let weights = checkpoint::read_safetensors(&ckpt.join(checkpoint::WEIGHTS))?;

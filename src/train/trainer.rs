@@ -299,6 +299,7 @@ fn run(
         rng: &mut rng,
         saved: resume.as_ref().map(|r| &r.method),
         progress: &mut progress,
+        calibration: &prepared.calibration,
     };
     let crate::methods::PreparedModel {
         mut model,

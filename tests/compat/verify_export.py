@@ -6,7 +6,8 @@ needs torch, transformers and peft, so not in CI).
 
 For a Llama-style LoRA run, a Qwen2 rsLoRA run, a Qwen2 DoRA run
 (PEFT's `use_dora`), a Llama-style PiSSA run (exported as PEFT's rank-2r
-conversion on the original base) and MiSS runs in its three modes (PEFT's
+conversion on the original base), a Llama-style CorDA run (the same
+conversion) and MiSS runs in its three modes (PEFT's
 `MissConfig`; balance with a padded shard, bat, mini): loads the PEFT export
 with PeftModel.from_pretrained on the base model and the merged export with
 AutoModelForCausalLM.from_pretrained, and compares their logits with
@@ -72,6 +73,7 @@ def main() -> None:
            [f"model.path={qwen}", "method.use_dora=true", "method.rank=4", "method.alpha=8"],
            qwen)
     verify(binary, work, "llama-pissa", ["method.init=pissa"], tiny)
+    verify(binary, work, "llama-corda", ["method.init=corda", "method.corda_samples=32"], tiny)
     verify(binary, work, "qwen2-miss", [f"model.path={qwen}", "method.kind=miss", "method.rank=6"],
            qwen)
     verify(binary, work, "llama-bone",

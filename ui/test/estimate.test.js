@@ -23,6 +23,7 @@ test("typing quickly sends one estimate (debounced)", async (t) => {
   await toMethodStep(page);
   const n0 = await estimateCount(page);
   // Five keystrokes 20 ms apart: within the debounce window.
+  await page.$eval(sel("rank-input"), (e) => e.scrollIntoView({ block: "nearest" }));
   await page.click(sel("rank-input"), { clickCount: 3 });
   await page.type(sel("rank-input"), "32", { delay: 20 });
   await page.keyboard.press("Backspace", { delay: 20 });
@@ -141,7 +142,7 @@ test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA'
   // PiSSA: a choice field (a select of the engine's options) set to pissa; switching it back asks for plain LoRA.
   assert.match(await page.$eval(sel("method-pissa"), (e) => e.textContent), /PiSSA.*Meng et al\. 2024/);
   await click(page, "method-pissa");
-  assert.deepEqual(await page.$$eval(`${sel("init-input")} option`, (os) => os.map((o) => o.value)), ["default", "pissa"]);
+  assert.deepEqual(await page.$$eval(`${sel("init-input")} option`, (os) => os.map((o) => o.value)), ["default", "pissa", "corda"]);
   assert.equal(await page.$eval(sel("init-input"), (e) => e.value), "pissa");
   assert.equal(await page.$eval(sel("use_dora-input"), (e) => e.checked), false);
   assert.equal(await page.$(sel("quantize-input")), null, "PiSSA decomposes an unquantized base: no quantize choice");

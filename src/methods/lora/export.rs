@@ -44,12 +44,12 @@ impl LoraConfig {
                 b: peft_layout(&b, &module)?,
                 magnitude,
             };
-            if self.init == LoraInit::Pissa {
+            if self.init.decomposes() {
                 pair = self.on_original_base(pair, &module, state)?;
             }
             pairs.insert(module, pair);
         }
-        let notes = self.pissa_note().into_iter().collect();
+        let notes = self.decomposed_note().into_iter().collect();
         let gguf_refusal = self.use_dora.then(|| GgufRefusal {
             method: "DoRA".into(),
             what: "its magnitude vector, which rescales each output of the merged weight".into(),
@@ -62,20 +62,24 @@ impl LoraConfig {
         })
     }
 
-    /// What a PiSSA run's adapter is, for the export notes and the card.
-    fn pissa_note(&self) -> Option<String> {
-        (self.init == LoraInit::Pissa).then(|| {
-            format!(
-                "trained with PiSSA at rank {r} on the residual of the base; saved as PEFT \
-                 converts such an adapter, a plain LoRA of rank {r2} (the trained pair and the \
-                 negated initial one) that applies to the original base",
-                r = self.rank,
-                r2 = 2 * self.rank
-            )
-        })
+    /// What a PiSSA or CorDA run's adapter is, for the export notes and
+    /// the card.
+    fn decomposed_note(&self) -> Option<String> {
+        let method = match self.init {
+            LoraInit::Pissa => "PiSSA",
+            LoraInit::Corda => "CorDA",
+            LoraInit::Default => return None,
+        };
+        Some(format!(
+            "trained with {method} at rank {r} on the residual of the base; saved as PEFT \
+             converts such an adapter, a plain LoRA of rank {r2} (the trained pair and the \
+             negated initial one) that applies to the original base",
+            r = self.rank,
+            r2 = 2 * self.rank
+        ))
     }
 
-    /// PiSSA trained `A·B` on the residual `W − s·A₀·B₀`: on the original
+    /// PiSSA and CorDA trained `A·B` on the residual `W − s·A₀·B₀`: on the original
     /// base that is the rank-2r pair `[A; A₀]` (PEFT's A, rows) and
     /// `[B, −B₀]` (PEFT's B, columns).
     fn on_original_base(
@@ -89,7 +93,7 @@ impl LoraConfig {
             let key = init_key(module, part);
             state.get(&key).ok_or_else(|| MethodError::State {
                 key: key.clone(),
-                reason: "PiSSA's initial adapter is missing from the checkpoint".into(),
+                reason: "the initial adapter is missing from the checkpoint".into(),
             })
         };
         let a0 = peft_layout(get('a')?, module)?;
@@ -97,7 +101,7 @@ impl LoraConfig {
         if a0.shape != pair.a.shape || b0.shape != pair.b.shape || pair.rank() != rank {
             return Err(MethodError::Export {
                 module: module.to_string(),
-                reason: "PiSSA's initial adapter does not fit the trained one".into(),
+                reason: "the initial adapter does not fit the trained one".into(),
             });
         }
         let mut a = pair.a.data;

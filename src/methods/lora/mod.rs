@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 mod export;
 
 use super::catalog::{FieldKind, FieldSpec, MethodSpec, dropout_field, target_modules_field};
+use super::corda::CordaMode;
 use super::{
     LINEAR_MODULES, MemoryTerms, Method, MethodConfig, MethodError, MethodState, PrepareContext,
     PreparedModel, linear_shape,
@@ -60,6 +61,14 @@ pub struct LoraConfig {
     /// With `init = "pissa"`: power iterations of a randomized SVD (PEFT's
     /// `pissa_niter_N`); 0 computes the exact SVD.
     pub pissa_niter: usize,
+    /// With `init = "corda"`: which components train.
+    pub corda_method: CordaMode,
+    /// With `init = "corda"`: calibration rows for the input covariances.
+    pub corda_samples: usize,
+    /// With `init = "corda"`: the file the calibration rows come from (the
+    /// knowledge to keep, for KPM); none = the run's training data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corda_data: Option<std::path::PathBuf>,
 }
 
 /// How a LoRA adapter starts.
@@ -72,6 +81,9 @@ pub enum LoraInit {
     /// PiSSA: A and B from the leading singular triplets of W, the base
     /// replaced by the residual.
     Pissa,
+    /// CorDA: A and B from the decomposition of W oriented by its inputs'
+    /// covariance, the base replaced by the residual.
+    Corda,
 }
 
 impl LoraInit {
@@ -80,7 +92,15 @@ impl LoraInit {
         match self {
             LoraInit::Default => "default",
             LoraInit::Pissa => "pissa",
+            LoraInit::Corda => "corda",
         }
+    }
+
+    /// Whether A and B start from a decomposition of W, the base becoming
+    /// the residual (PiSSA, CorDA): the initial pair is then the method's
+    /// state, and exports turn the adapter into one on the original base.
+    pub fn decomposes(self) -> bool {
+        matches!(self, LoraInit::Pissa | LoraInit::Corda)
     }
 }
 
@@ -95,6 +115,9 @@ impl Default for LoraConfig {
             use_dora: false,
             init: LoraInit::Default,
             pissa_niter: 0,
+            corda_method: CordaMode::Ipm,
+            corda_samples: 256,
+            corda_data: None,
         }
     }
 }
@@ -113,7 +136,7 @@ impl LoraConfig {
     /// for PiSSA the rank-2r adapter `[A, A₀]·[B; −B₀]` on the original
     /// base with the same scale (PEFT's conversion of a PiSSA adapter).
     pub fn exported(&self) -> LoraConfig {
-        if self.init != LoraInit::Pissa {
+        if !self.init.decomposes() {
             return self.clone();
         }
         LoraConfig {
@@ -125,6 +148,9 @@ impl LoraConfig {
             },
             init: LoraInit::Default,
             pissa_niter: 0,
+            corda_method: CordaMode::Ipm,
+            corda_samples: LoraConfig::default().corda_samples,
+            corda_data: None,
             ..self.clone()
         }
     }
@@ -173,9 +199,13 @@ fn fields() -> Vec<FieldSpec> {
         FieldSpec::new(
             "init",
             "Initialisation",
-            "how A and B start: default (A random, B zero) or pissa (the base's leading singular directions, PiSSA)",
+            "how A and B start: default (A random, B zero), pissa (the base's leading singular directions, PiSSA) or corda (directions oriented by the inputs' covariance, CorDA)",
             FieldKind::Choice {
-                options: vec![LoraInit::Default.name(), LoraInit::Pissa.name()],
+                options: vec![
+                    LoraInit::Default.name(),
+                    LoraInit::Pissa.name(),
+                    LoraInit::Corda.name(),
+                ],
             },
         ),
         FieldSpec::new(
@@ -183,6 +213,26 @@ fn fields() -> Vec<FieldSpec> {
             "PiSSA power iterations",
             "with init = pissa: iterations of a fast randomized SVD; 0 = the exact SVD",
             FieldKind::Int { min: 0, max: None },
+        ),
+        FieldSpec::new(
+            "corda_method",
+            "CorDA mode",
+            "with init = corda: ipm trains the components the task's inputs use most (fastest learning), kpm the least used ones, keeping what a knowledge file exercises (less forgetting; needs corda_data)",
+            FieldKind::Choice {
+                options: vec![CordaMode::Ipm.name(), CordaMode::Kpm.name()],
+            },
+        ),
+        FieldSpec::new(
+            "corda_samples",
+            "CorDA calibration rows",
+            "with init = corda: rows run through the model to measure each layer's input covariance (a few hundred)",
+            FieldKind::Int { min: 1, max: None },
+        ),
+        FieldSpec::new(
+            "corda_data",
+            "CorDA calibration file",
+            "with init = corda: a dataset file the calibration rows come from (for kpm, the knowledge to keep); empty = the run's training data",
+            FieldKind::File,
         ),
     ]
 }
@@ -231,6 +281,23 @@ pub fn pissa_spec() -> MethodSpec {
     )
 }
 
+/// The CorDA card: LoRA with `init = "corda"`.
+pub fn corda_spec() -> MethodSpec {
+    MethodSpec::new(
+        "corda",
+        "CorDA",
+        Some(
+            "Yang et al. 2024, CorDA: Context-Oriented Decomposition Adaptation of Large Language Models for Task-Aware Parameter-Efficient Fine-tuning",
+        ),
+        "LoRA that starts from the base's directions as your data uses them: ipm learns fastest, kpm keeps what a knowledge file exercises (less forgetting); a covariance pass over a few hundred rows before training.",
+        MethodConfig::Lora(LoraConfig {
+            init: LoraInit::Corda,
+            ..LoraConfig::default()
+        }),
+        fields(),
+    )
+}
+
 /// The DoRA card: LoRA with `use_dora` on.
 pub fn dora_spec() -> MethodSpec {
     MethodSpec::new(
@@ -256,9 +323,17 @@ impl Method for LoraConfig {
         self.lora_form(adapters, state)
     }
 
+    fn calibration(&self) -> Option<super::CalibrationRequest> {
+        (self.init == LoraInit::Corda).then(|| super::CalibrationRequest {
+            rows: self.corda_samples,
+            data: self.corda_data.clone(),
+        })
+    }
+
     fn name(&self) -> &'static str {
         match (self.init, self.use_dora) {
             (LoraInit::Pissa, _) => "pissa",
+            (LoraInit::Corda, _) => "corda",
             (_, true) => "dora",
             _ => "lora",
         }
@@ -299,11 +374,19 @@ impl Method for LoraConfig {
         // residual; decomposing the already quantized weights would quantize
         // twice (measured: logits further from the f32 model than the
         // quantized base itself).
-        (self.init == LoraInit::Pissa).then_some(
-            "PiSSA on a quantized base (QPiSSA) is not supported yet: train PiSSA on an \
-             unquantized base (model.quantize = \"none\", model.dtype = \"bf16\" to save memory) \
-             or LoRA on the quantized one",
-        )
+        match self.init {
+            LoraInit::Pissa => Some(
+                "PiSSA on a quantized base (QPiSSA) is not supported yet: train PiSSA on an \
+                 unquantized base (model.quantize = \"none\", model.dtype = \"bf16\" to save \
+                 memory) or LoRA on the quantized one",
+            ),
+            LoraInit::Corda => Some(
+                "CorDA decomposes the unquantized weights and is not supported on a quantized \
+                 base yet: use model.quantize = \"none\" (model.dtype = \"bf16\" to save memory) \
+                 or LoRA on the quantized one",
+            ),
+            LoraInit::Default => None,
+        }
     }
 
     fn validate(&self, model: &ModelConfig) -> Result<(), MethodError> {
@@ -335,12 +418,43 @@ impl Method for LoraConfig {
                 reason: "it applies to init = \"pissa\" only; set it to 0 or choose PiSSA",
             });
         }
-        if self.use_dora && self.init == LoraInit::Pissa {
+        if self.use_dora && self.init.decomposes() {
             return Err(MethodError::Invalid {
                 key: "use_dora",
                 value: "true".into(),
-                reason: "DoRA with init = \"pissa\" is not supported; use one of the two",
+                reason: "DoRA with init = \"pissa\" or \"corda\" is not supported; use one of the two",
             });
+        }
+        if self.init != LoraInit::Corda {
+            let defaults = LoraConfig::default();
+            if self.corda_method != defaults.corda_method
+                || self.corda_samples != defaults.corda_samples
+                || self.corda_data.is_some()
+            {
+                return Err(MethodError::Invalid {
+                    key: "corda_method",
+                    value: self.corda_method.name().into(),
+                    reason: "the corda_* keys apply to init = \"corda\" only; remove them or choose CorDA",
+                });
+            }
+        }
+        if self.init == LoraInit::Corda {
+            if self.corda_samples == 0 {
+                return Err(MethodError::Invalid {
+                    key: "corda_samples",
+                    value: "0".into(),
+                    reason: "CorDA needs calibration rows (a few hundred is usual)",
+                });
+            }
+            if self.corda_method == CordaMode::Kpm && self.corda_data.is_none() {
+                return Err(MethodError::Invalid {
+                    key: "corda_method",
+                    value: "kpm".into(),
+                    reason: "the knowledge-preserved mode keeps what a knowledge file exercises: \
+                             set method.corda_data to a dataset of what the model should not \
+                             forget (or use ipm)",
+                });
+            }
         }
         for (name, inp, out) in super::target_shapes(model, &self.target_modules)? {
             let max = inp.min(out);
@@ -371,6 +485,26 @@ impl Method for LoraConfig {
         let mut model = model.no_grad();
         let scaling = self.scaling();
         let mut state = MethodState::new();
+        // CorDA's covariances, over the whole model before any layer
+        // changes (a resumed run rebuilds from its saved pairs instead).
+        let covariances = if self.init == LoraInit::Corda && ctx.saved.is_none() {
+            let progress = &mut *ctx.progress;
+            let mut report = |done: usize, total: usize| {
+                progress(
+                    done - 1,
+                    total,
+                    "CorDA: covariance of the layers' inputs, row",
+                )
+            };
+            super::corda::covariances(&model, ctx.calibration, &mut report).map_err(|e| {
+                MethodError::Decomposition {
+                    module: "the model".into(),
+                    reason: e.to_string(),
+                }
+            })?
+        } else {
+            Default::default()
+        };
         let targets: Vec<_> = model
             .linears_mut()
             .into_iter()
@@ -380,50 +514,61 @@ impl Method for LoraConfig {
         for (done, (name, layer)) in targets.into_iter().enumerate() {
             let (inp, out) = layer.dims();
             let device = layer.device();
-            let (a, b) = match self.init {
-                LoraInit::Default => (
+            let (a, b) = if self.init == LoraInit::Default {
+                (
                     kaiming_a(inp, self.rank, ctx.rng),
                     vec![0f32; self.rank * out],
-                ),
-                LoraInit::Pissa => {
-                    let w = HostTensor::from_tensor(layer.frozen_weight()).data;
-                    let (a, b) = match ctx.saved {
-                        Some(saved) => {
-                            saved_pair(saved, &name, [inp, self.rank], [self.rank, out])?
-                        }
-                        None => {
-                            (ctx.progress)(done, total, &format!("PiSSA: SVD of {name}"));
-                            self.pissa_pair(&w, inp, out, ctx.rng).map_err(|e| {
-                                MethodError::Decomposition {
-                                    module: name.clone(),
-                                    reason: e.to_string(),
-                                }
-                            })?
-                        }
-                    };
-                    let residual = residual(&w, &a, &b, self.rank, scaling);
-                    layer.replace_frozen_weight(residual).map_err(|e| {
-                        MethodError::Decomposition {
-                            module: name.clone(),
-                            reason: e.to_string(),
-                        }
-                    })?;
-                    state.insert(
-                        init_key(&name, 'a'),
-                        HostTensor {
-                            shape: vec![inp, self.rank],
-                            data: a.clone(),
-                        },
-                    );
-                    state.insert(
-                        init_key(&name, 'b'),
-                        HostTensor {
-                            shape: vec![self.rank, out],
-                            data: b.clone(),
-                        },
-                    );
-                    (a, b)
-                }
+                )
+            } else {
+                let w = HostTensor::from_tensor(layer.frozen_weight()).data;
+                let failed = |reason: String| MethodError::Decomposition {
+                    module: name.clone(),
+                    reason,
+                };
+                let (a, b) = match (ctx.saved, self.init) {
+                    (Some(saved), _) => {
+                        saved_pair(saved, &name, [inp, self.rank], [self.rank, out])?
+                    }
+                    (None, LoraInit::Corda) => {
+                        (ctx.progress)(done, total, &format!("CorDA: decomposition of {name}"));
+                        let cov = corda_covariance(&covariances, &name)
+                            .ok_or_else(|| failed("no covariance was measured for it".into()))?;
+                        super::corda::initial_pair(
+                            &w,
+                            inp,
+                            out,
+                            cov,
+                            self.rank,
+                            self.corda_method,
+                            scaling,
+                        )
+                        .map_err(|e| failed(e.to_string()))?
+                    }
+                    (None, _) => {
+                        (ctx.progress)(done, total, &format!("PiSSA: SVD of {name}"));
+                        self.pissa_pair(&w, inp, out, ctx.rng)
+                            .map_err(|e| failed(e.to_string()))?
+                    }
+                };
+                let residual = residual(&w, &a, &b, self.rank, scaling);
+                layer
+                    .replace_frozen_weight(residual)
+                    .map_err(|e| failed(e.to_string()))?;
+                state.insert(
+                    init_key(&name, 'a'),
+                    HostTensor {
+                        shape: vec![inp, self.rank],
+                        data: a.clone(),
+                    },
+                );
+                state.insert(
+                    init_key(&name, 'b'),
+                    HostTensor {
+                        shape: vec![self.rank, out],
+                        data: b.clone(),
+                    },
+                );
+                (a, b)
             };
             let a = Tensor::<2>::from_data(TensorData::new(a, [inp, self.rank]), &device);
             let b = Tensor::<2>::from_data(TensorData::new(b, [self.rank, out]), &device);
@@ -472,7 +617,20 @@ impl LoraConfig {
     }
 }
 
-/// The state key of PiSSA's initial A or B of `module`
+/// The covariance of the input of `module` (`model.layers.3.mlp.up_proj`).
+fn corda_covariance<'a>(
+    covariances: &'a super::corda::Covariances,
+    module: &str,
+) -> Option<&'a [f32]> {
+    let rest = module.strip_prefix("model.layers.")?;
+    let (layer, _) = rest.split_once('.')?;
+    let input = crate::model::LinearInput::of(super::leaf_name(module))?;
+    covariances
+        .get(&(layer.parse().ok()?, input))
+        .map(Vec::as_slice)
+}
+
+/// The state key of PiSSA's or CorDA's initial A or B of `module`
 /// (`model.layers.0.self_attn.q_proj`).
 pub fn init_key(module: &str, part: char) -> String {
     format!("{module}.lora.init_{part}")
