@@ -156,6 +156,15 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
+    /// A step without cache or tap.
+    fn plain(ctx: LayerContext) -> Self {
+        Step {
+            ctx,
+            cache: None,
+            tap: None,
+        }
+    }
+
     fn tap(&mut self, layer: usize, input: LinearInput, x: &Tensor<3>) {
         if let Some(tap) = self.tap.as_deref_mut() {
             tap(layer, input, x.clone());
@@ -434,14 +443,7 @@ impl CausalLm {
     /// examples compute one by one.
     pub fn hidden_states_packed(&self, tokens: Tensor<2, Int>, packing: &Packing) -> Tensor<3> {
         let ctx = self.packed_context(&tokens, packing, Dropout::WhenTracked);
-        self.run_layers(
-            tokens,
-            Step {
-                ctx,
-                cache: None,
-                tap: None,
-            },
-        )
+        self.run_layers(tokens, Step::plain(ctx))
     }
 
     /// Final hidden states of a training batch (packed or not), dropout
@@ -453,14 +455,7 @@ impl CausalLm {
         dropout: Dropout,
     ) -> Tensor<3> {
         let ctx = self.layer_context(&tokens, packing, dropout);
-        self.run_layers(
-            tokens,
-            Step {
-                ctx,
-                cache: None,
-                tap: None,
-            },
-        )
+        self.run_layers(tokens, Step::plain(ctx))
     }
 
     /// Runs `tokens` [batch, len] through the decoder (no cache, no dropout)
