@@ -99,6 +99,7 @@ mod tests {
             tokens: 0,
             elapsed_s,
             peak_memory_bytes: None,
+            terms: Default::default(),
         }
     }
 

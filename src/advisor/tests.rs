@@ -14,6 +14,7 @@ fn step(step: usize, loss: f64, grad_norm: f64) -> TrainEvent {
         tokens: 0,
         elapsed_s: 0.0,
         peak_memory_bytes: None,
+        terms: Default::default(),
     }
 }
 

@@ -218,13 +218,27 @@ fn show(event: &TrainEvent, bar: &mut Option<ProgressBar>, run_dir: &Path) {
             grad_norm,
             tokens_per_sec,
             lr,
+            terms,
             ..
         } => {
             if let Some(b) = bar {
                 b.set_position(*step as u64);
+                let terms: String = terms
+                    .iter()
+                    .map(|(k, v)| format!(" | {k} {v:.4}"))
+                    .collect();
                 b.set_message(format!(
-                    "loss {loss:.4} | grad {grad_norm:.3} | lr {lr:.2e} | {tokens_per_sec:.0} tok/s"
+                    "loss {loss:.4}{terms} | grad {grad_norm:.3} | lr {lr:.2e} | {tokens_per_sec:.0} tok/s"
                 ));
+            }
+        }
+        TrainEvent::Ranks { budget, ranks, .. } => {
+            // Every reallocation would be a line: the bar says the latest.
+            if let Some(b) = bar {
+                let kept: usize = ranks.values().sum();
+                let message = b.message();
+                let head = message.split(" | ranks ").next().unwrap_or_default();
+                b.set_message(format!("{head} | ranks {kept}/{budget}"));
             }
         }
         TrainEvent::Eval {

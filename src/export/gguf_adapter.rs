@@ -101,10 +101,17 @@ pub fn build(trained: &Trained, dtype: GgufDtype) -> Result<(File, Vec<String>),
         } else {
             None
         };
-        let b = match heads {
+        let mut b = match heads {
             Some(h) => permute_rows(&pair.b.data, out_features, rank, h),
             None => pair.b.data.clone(),
         };
+        // llama.cpp scales each pair by alpha / (its own rank): a pair whose
+        // rank is not the config's (AdaLoRA's pruned modules) carries the
+        // difference in B.
+        if rank != lora.rank {
+            let factor = (lora.scaling() * rank as f64 / alpha) as f32;
+            b.iter_mut().for_each(|v| *v *= factor);
+        }
         tensors.push(Tensor::from_f32(
             format!("{name}.lora_a"),
             &pair.a.shape,

@@ -8,7 +8,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{FullConfig, LoraConfig, MethodConfig, MissConfig, full, lora, miss};
+use super::{
+    AdaloraConfig, FullConfig, LoraConfig, MethodConfig, MissConfig, adalora, full, lora, miss,
+};
 
 /// One method card.
 #[derive(Debug, Clone, Serialize)]
@@ -200,6 +202,7 @@ pub fn catalog() -> Vec<MethodSpec> {
         lora::corda_spec(),
         miss::spec(MissConfig::default()),
         miss::bone_spec(),
+        adalora::spec(AdaloraConfig::default()),
         full::spec(FullConfig::default()),
     ]
 }

@@ -116,6 +116,7 @@ impl Method for FullConfig {
             trained_base_params: self.trainable_params(model),
             layer_values: 0,
             layer_fixed: 0,
+            state_values: 0,
             head_frozen: !self.wants(head),
         }
     }

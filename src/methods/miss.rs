@@ -283,6 +283,7 @@ impl Method for MissConfig {
             trained_base_params: 0,
             layer_values,
             layer_fixed,
+            state_values: 0,
             head_frozen: true,
         }
     }

@@ -3,10 +3,12 @@
 //! into the model to train. Methods that add weights beside a linear layer
 //! (LoRA and its relatives) do so through [`Adapter`].
 
+pub mod adalora;
 pub mod catalog;
 pub mod corda;
 pub mod exported;
 pub mod full;
+pub mod hooks;
 pub mod lora;
 pub mod miss;
 pub mod svd;
@@ -21,8 +23,10 @@ use thiserror::Error;
 
 use crate::model::{CausalLm, Linear, ModelConfig};
 
+pub use adalora::{AdaloraAdapter, AdaloraConfig};
 pub use exported::{ExportForm, LoraPair, ModuleTensors};
 pub use full::FullConfig;
+pub use hooks::{HookNote, LossTerm, NoHooks, StepAt, TrainingHooks};
 pub use lora::{LoraAdapter, LoraConfig, LoraInit};
 pub use miss::{MissAdapter, MissConfig, MissMode};
 
@@ -83,6 +87,9 @@ pub struct MemoryTerms {
     /// Values (f32) per decoder layer that backward keeps whatever the
     /// batch (Bone's weight-shaped updates).
     pub layer_fixed: u64,
+    /// Values (f32) the method's training hooks hold on the device beside
+    /// the parameters (AdaLoRA's sensitivity averages).
+    pub state_values: u64,
     /// Whether the output head stays frozen (a 16-bit frozen head is
     /// widened to f32 for the loss).
     pub head_frozen: bool,
@@ -126,6 +133,24 @@ pub trait Method {
     /// The calibration rows its preparation needs, if any.
     fn calibration(&self) -> Option<CalibrationRequest> {
         None
+    }
+
+    /// Checks the method's settings against the run's planned number of
+    /// optimizer steps (AdaLoRA's schedule must fit in it).
+    fn check_steps(&self, _total_steps: usize) -> Result<(), MethodError> {
+        Ok(())
+    }
+
+    /// The method's part in each training step of a run of `total_steps`
+    /// on `model`; `saved` is the state a checkpoint saved when the run
+    /// resumes.
+    fn hooks(
+        &self,
+        _model: &ModelConfig,
+        _total_steps: usize,
+        _saved: Option<&MethodState>,
+    ) -> Result<Box<dyn TrainingHooks>, MethodError> {
+        Ok(Box::new(NoHooks))
     }
 
     /// What the method adds to a step's memory, for `plan::estimate`.
@@ -190,6 +215,9 @@ pub enum MethodConfig {
     /// MiSS (and Bone, its weight-guided `bat` mode): shards of one small
     /// trained block shared across each layer's input.
     Miss(MissConfig),
+    /// AdaLoRA: SVD-form adapters whose rank budget moves between layers
+    /// during training.
+    Adalora(AdaloraConfig),
 }
 
 impl Default for MethodConfig {
@@ -205,6 +233,7 @@ impl MethodConfig {
             MethodConfig::Full(c) => c,
             MethodConfig::Lora(c) => c,
             MethodConfig::Miss(c) => c,
+            MethodConfig::Adalora(c) => c,
         }
     }
 }
@@ -215,6 +244,7 @@ impl MethodConfig {
 pub enum Adapter {
     Lora(LoraAdapter),
     Miss(MissAdapter),
+    Adalora(AdaloraAdapter),
 }
 
 impl Adapter {
@@ -231,6 +261,7 @@ impl Adapter {
         match self {
             Adapter::Lora(a) => a.forward(x, base, layer, dropout),
             Adapter::Miss(a) => a.forward(x, base, layer, dropout),
+            Adapter::Adalora(a) => a.forward(x, base, dropout),
         }
     }
 }
@@ -280,6 +311,16 @@ pub enum MethodError {
         out: usize,
         reason: &'static str,
         fits: usize,
+    },
+    #[error(
+        "method.tinit = {tinit} and method.tfinal = {tfinal} leave no steps to reallocate the \
+         rank budget in a run of {total} optimizer steps: lower them (tinit + tfinal < {total}) \
+         or train longer"
+    )]
+    Schedule {
+        tinit: usize,
+        tfinal: usize,
+        total: usize,
     },
     #[error("method.layers lists layer {layer}, but the model has layers 0..{num_layers}")]
     NoSuchLayer { layer: usize, num_layers: usize },

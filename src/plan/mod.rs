@@ -146,7 +146,8 @@ pub fn estimate_for(
     let trainable = added * F32;
     let accumulating = config.train.grad_accum > 1;
     let gradients = trainable_params * F32 * if accumulating { 2 } else { 1 };
-    let optimizer = 2 * trainable_params * F32;
+    // AdamW's two moments, and what a method's hooks keep per value (AdaLoRA).
+    let optimizer = (2 * trainable_params + terms.state_values) * F32;
     // A 16-bit frozen head is widened to f32 for the loss: one more copy of
     // it while the loss is computed (kept until backward off the CPU).
     let head_frozen = terms.head_frozen;

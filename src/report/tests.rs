@@ -17,6 +17,7 @@ fn step(step: usize, loss: f64, grad_norm: f64) -> TrainEvent {
         tokens: step as u64 * 64,
         elapsed_s: step as f64 * 0.1,
         peak_memory_bytes: None,
+        terms: Default::default(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! `event` field naming it (docs/events.md), both on the channel's consumers'
 //! side (`tunesmith train --json`) and in the run's metrics.jsonl.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,17 @@ pub enum TrainEvent {
         /// `memory`), where the platform reports it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peak_memory_bytes: Option<u64>,
+        /// The method's own loss terms by name, unweighted (AdaLoRA's
+        /// `orth_reg`); `loss` is the task's loss without them.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        terms: BTreeMap<String, f64>,
+    },
+    /// The method moved its rank budget (AdaLoRA): the rank each adapted
+    /// module keeps after `step`, by HF module name, and their sum's budget.
+    Ranks {
+        step: usize,
+        budget: usize,
+        ranks: BTreeMap<String, usize>,
     },
     /// Validation loss after `step`.
     Eval {

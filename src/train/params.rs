@@ -264,3 +264,60 @@ pub fn update_params(
     let mut m = M(Path::default(), grads, &mut update);
     model.map(&mut m)
 }
+
+/// The named parameters' current values on their device, flattened and
+/// detached from autodiff, for those names `wanted` accepts.
+pub fn device_values(
+    model: &CausalLm,
+    wanted: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Tensor<1>> {
+    struct V<'a, F>(Path, &'a F, BTreeMap<String, Tensor<1>>);
+    impl<F: Fn(&str) -> bool> ModuleVisitor for V<'_, F> {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.0.enter(name, container);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let name = self.0.name();
+            if (self.1)(&name) {
+                let t = p.val().inner();
+                let n: usize = t.dims().iter().product();
+                self.2.insert(name, t.reshape([n]));
+            }
+        }
+    }
+    let mut v = V(Path::default(), &wanted, BTreeMap::new());
+    model.visit(&mut v);
+    v.2
+}
+
+/// Replaces the named parameters' values with `values` (flattened, on the
+/// parameter's device), keeping their ids and gradient flags; the names
+/// used are removed from `values`.
+pub fn set_device_values(model: CausalLm, values: &mut BTreeMap<String, Tensor<1>>) -> CausalLm {
+    struct M<'a>(Path, &'a mut BTreeMap<String, Tensor<1>>);
+    impl ModuleMapper for M<'_> {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.0.enter(name, container);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.exit();
+        }
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let Some(value) = self.1.remove(&self.0.name()) else {
+                return p;
+            };
+            let require_grad = p.is_require_grad();
+            let (id, tensor, mapper) = p.consume();
+            let mut t = Tensor::from_inner(value.reshape(tensor.dims()));
+            if require_grad {
+                t = t.require_grad();
+            }
+            Param::from_mapped_value(id, t, mapper)
+        }
+    }
+    let mut m = M(Path::default(), values);
+    model.map(&mut m)
+}

@@ -116,6 +116,7 @@ impl Prepared {
         } else {
             t.epochs * steps_per_epoch
         };
+        config.method.method().check_steps(total_steps)?;
         let cpu = tunesmith_kernels::on_cpu(&device.device);
         let (dtype, note) = crate::model::precision::storage_dtype(
             config.model.dtype,

@@ -8,17 +8,23 @@ use burn::tensor::Tensor;
 use super::loss::{Batch, train_nll_sum};
 use super::optim::AdamW;
 use super::{params, recompute};
+use crate::methods::{HookNote, NoHooks, StepAt, TrainingHooks};
 use crate::model::{CausalLm, Dropout};
 
 /// What one optimizer step measured.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepStats {
-    /// Mean loss over the step's trained tokens.
+    /// Mean loss over the step's trained tokens (the task's loss, without
+    /// the method's terms).
     pub loss: f64,
     /// Global L2 norm of the gradients before clipping.
     pub grad_norm: f64,
     /// Real tokens processed.
     pub tokens: usize,
+    /// The method's extra loss terms by name, unweighted.
+    pub terms: BTreeMap<String, f64>,
+    /// What the method's hooks reported after the step.
+    pub notes: Vec<HookNote>,
 }
 
 /// How one optimizer step runs, beyond its data and learning rate.
@@ -44,8 +50,37 @@ pub fn optimizer_step(
     options: StepOptions,
     seed_micro: impl Fn(usize) -> Option<u64>,
 ) -> (CausalLm, StepStats) {
+    let at = StepAt { index: 0, total: 1 };
+    hooked_step(
+        model,
+        optim,
+        batches,
+        lr,
+        options,
+        seed_micro,
+        &mut NoHooks,
+        at,
+    )
+}
+
+/// [`optimizer_step`] with a method's training hooks: its loss terms join
+/// the gradients, its gradient transform runs before the norm is measured,
+/// and its post-step hook sees the updated model and the clipped gradients.
+#[allow(clippy::too_many_arguments)]
+pub fn hooked_step(
+    model: CausalLm,
+    optim: &mut AdamW,
+    batches: &[Batch],
+    lr: f64,
+    options: StepOptions,
+    seed_micro: impl Fn(usize) -> Option<u64>,
+    hooks: &mut dyn TrainingHooks,
+    at: StepAt,
+) -> (CausalLm, StepStats) {
     let max_grad_norm = options.max_grad_norm;
     let (mut grads, loss, tokens) = step_gradients(&model, batches, options, seed_micro);
+    let terms = add_loss_terms(&model, &*hooks, &mut grads);
+    hooks.transform_gradients(&mut grads);
     let grad_norm = global_norm(&grads);
     // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6),
     // capped at 1.
@@ -54,19 +89,43 @@ pub fn optimizer_step(
     } else {
         1.0
     };
+    let keep = hooks.wants_gradients();
+    let mut clipped = BTreeMap::new();
     let model = params::update_params(model, &mut grads, |name, p, g| {
         let g = if scale < 1.0 { g * scale } else { g };
+        if keep {
+            clipped.insert(name.to_string(), g.clone());
+        }
         optim.update(name, p, g, lr)
     });
     optim.finish_step();
+    let (model, notes) = hooks.after_step(model, &clipped, at);
     (
         model,
         StepStats {
             loss,
             grad_norm,
             tokens,
+            terms,
+            notes,
         },
     )
+}
+
+/// Differentiates the hooks' loss terms on `model` into `grads`; returns
+/// their unweighted values by name.
+fn add_loss_terms(
+    model: &CausalLm,
+    hooks: &dyn TrainingHooks,
+    grads: &mut BTreeMap<String, Tensor<1>>,
+) -> BTreeMap<String, f64> {
+    let mut values = BTreeMap::new();
+    for term in hooks.loss_terms(model) {
+        let g = term.weighted.backward();
+        params::accumulate_grads(model, &g, grads);
+        values.insert(term.name.to_string(), term.value);
+    }
+    values
 }
 
 /// Gradients of the step's loss (keyed by parameter name, flattened), the

@@ -21,9 +21,10 @@ use super::params::{self, HostTensor};
 use super::prepare::Prepared;
 use super::schedule::learning_rate;
 use super::session::{Control, RunHandle};
-use super::step::{StepOptions, optimizer_step};
+use super::step::{StepOptions, hooked_step};
 use crate::advisor::{Advice, Advisor, Rule};
 use crate::data::{Example, epoch_batches};
+use crate::methods::{HookNote, StepAt, TrainingHooks};
 use crate::model::CausalLm;
 
 /// What a resumed run starts from.
@@ -305,6 +306,11 @@ fn run(
         mut model,
         state: method_state,
     } = method.prepare(model, &mut ctx)?;
+    let mut hooks = method.hooks(
+        &prepared.model_config,
+        prepared.total_steps,
+        resume.as_ref().map(|r| &r.method),
+    )?;
     let mut optim = AdamW::new(t);
     let ckpt_root = run_dir.join("checkpoints");
     let mut state = LoopState {
@@ -348,12 +354,18 @@ fn run(
         });
     }
 
-    let save = |model: &CausalLm, optim: &AdamW, state: &LoopState, reason: &str| {
+    let save = |model: &CausalLm,
+                optim: &AdamW,
+                hooks: &dyn TrainingHooks,
+                state: &LoopState,
+                reason: &str| {
+        let mut saved = method_state.clone();
+        saved.extend(hooks.state());
         let path = checkpoint::save(
             &ckpt_root,
             &params::read_trainable(model),
             &optim.state(),
-            &method_state,
+            &saved,
             state,
         )?;
         checkpoint::prune(&ckpt_root, t.keep_checkpoints, state.best_step);
@@ -420,7 +432,7 @@ fn run(
             }
         }
         if checkpoint_now {
-            save(&model, &optim, &state, "requested")?;
+            save(&model, &optim, &*hooks, &state, "requested")?;
         }
         if stopped {
             break;
@@ -444,9 +456,21 @@ fn run(
             max_grad_norm: t.max_grad_norm,
             gradient_checkpointing: t.gradient_checkpointing,
         };
-        let (m, stats) = optimizer_step(model, &mut optim, &batches, lr, options, |i| {
-            Some(seed_for(t.seed, step, i))
-        });
+        let at = StepAt {
+            index: step,
+            total: prepared.total_steps,
+        };
+        let seed = |i| Some(seed_for(t.seed, step, i));
+        let (m, stats) = hooked_step(
+            model,
+            &mut optim,
+            &batches,
+            lr,
+            options,
+            seed,
+            &mut *hooks,
+            at,
+        );
         model = m;
         let (loss_sum, grad_norm, step_tokens) = (stats.loss, stats.grad_norm, stats.tokens);
         state.step += 1;
@@ -468,7 +492,17 @@ fn run(
                 tokens: state.tokens,
                 elapsed_s: state.elapsed_s,
                 peak_memory_bytes: crate::memory::peak_rss(),
+                terms: stats.terms,
             });
+        }
+        for note in stats.notes {
+            match note {
+                HookNote::Ranks { budget, ranks } => reporter.emit(TrainEvent::Ranks {
+                    step: state.step,
+                    budget,
+                    ranks,
+                }),
+            }
         }
         if reporter
             .stop_advice()
@@ -483,9 +517,9 @@ fn run(
             && state.step.is_multiple_of(t.eval_every)
             && eval(&model, &mut state)
         {
-            save(&model, &optim, &state, "best")?;
+            save(&model, &optim, &*hooks, &state, "best")?;
         } else if !last && t.checkpoint_every > 0 && state.step.is_multiple_of(t.checkpoint_every) {
-            save(&model, &optim, &state, "interval")?;
+            save(&model, &optim, &*hooks, &state, "interval")?;
         }
         if reporter.stop_advice().is_some() {
             break;
@@ -507,6 +541,7 @@ fn run(
         save(
             &model,
             &optim,
+            &*hooks,
             &state,
             if stopped || advised.is_some() {
                 "stopped"

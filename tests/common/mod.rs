@@ -184,14 +184,7 @@ pub fn peft_step(
         let d = max_abs_diff(&got, &expected.data);
         assert!(d < 1e-5, "{case}: gradient of {name} differs by {d}");
     }
-    let train = tunesmith::config::TrainSection {
-        learning_rate: meta["lr"].as_f64().unwrap(),
-        beta1: meta["betas"][0].as_f64().unwrap(),
-        beta2: meta["betas"][1].as_f64().unwrap(),
-        eps: meta["eps"].as_f64().unwrap(),
-        weight_decay: meta["weight_decay"].as_f64().unwrap(),
-        ..tunesmith::config::TrainSection::default()
-    };
+    let train = train_section(meta);
     let mut optim = tunesmith::train::optim::AdamW::new(&train);
     let (model, stats) = tunesmith::train::step::optimizer_step(
         model,
@@ -219,4 +212,17 @@ pub fn peft_step(
         stats.grad_norm
     );
     (model, (loss_rel, norm_rel), train)
+}
+
+/// The AdamW settings a PEFT fixture trained with (`lr`, `betas`, `eps`,
+/// `weight_decay` in its JSON).
+pub fn train_section(meta: &serde_json::Value) -> tunesmith::config::TrainSection {
+    tunesmith::config::TrainSection {
+        learning_rate: meta["lr"].as_f64().unwrap(),
+        beta1: meta["betas"][0].as_f64().unwrap(),
+        beta2: meta["betas"][1].as_f64().unwrap(),
+        eps: meta["eps"].as_f64().unwrap(),
+        weight_decay: meta["weight_decay"].as_f64().unwrap(),
+        ..tunesmith::config::TrainSection::default()
+    }
 }

@@ -7,7 +7,8 @@ a llama.cpp source tree, a C++ compiler, cmake, torch and transformers).
 Builds libllama (CPU) and tests/compat/lora_logits.cpp, converts the base
 models to GGUF with llama.cpp's convert_hf_to_gguf.py (f32), trains short
 runs (Llama-style tiny model with LoRA; Qwen2 fixture with rsLoRA; Qwen3
-fixture with q/k norms and a head_dim of its own), exports
+fixture with q/k norms and a head_dim of its own; an AdaLoRA run whose modules
+keep different ranks), exports
 their GGUF adapters, and compares llama.cpp's logits with the adapter
 applied against `tunesmith logits --adapter` on the same token ids. The base
 logits are compared too, so a difference can be told apart from conversion
@@ -137,6 +138,11 @@ def main() -> None:
     qwen3 = ROOT / "tests/fixtures/models/qwen3"
     check(binary, src, exe, work, "qwen3-lora",
           [f"model.path={qwen3}", "method.rank=4", "method.alpha=8"], qwen3, "qwen2")
+    # AdaLoRA: modules of different kept ranks in one file, each pair's
+    # scale folded into its B
+    check(binary, src, exe, work, "llama-adalora",
+          ["method.kind=adalora", "method.init_r=6", "method.target_r=3", "method.tinit=4",
+           "method.tfinal=4"], ROOT / "assets/models/tiny-llama", "llama-bpe")
     print("GGUF adapters and merged GGUF models in llama.cpp: ok")
 
 

@@ -8,7 +8,8 @@ For a Llama-style LoRA run, a Qwen2 rsLoRA run, a Qwen2 DoRA run
 (PEFT's `use_dora`), a Llama-style PiSSA run (exported as PEFT's rank-2r
 conversion on the original base), a Llama-style CorDA run (the same
 conversion) and MiSS runs in its three modes (PEFT's
-`MissConfig`; balance with a padded shard, bat, mini): loads the PEFT export
+`MissConfig`; balance with a padded shard, bat, mini) and an AdaLoRA run
+(PEFT's own adapter resized by its rank pattern): loads the PEFT export
 with PeftModel.from_pretrained on the base model and the merged export with
 AutoModelForCausalLM.from_pretrained, and compares their logits with
 `tunesmith logits --adapter RUN` on the same tokens (max |diff| <= 1e-4).
@@ -81,6 +82,9 @@ def main() -> None:
     verify(binary, work, "qwen2-miss-mini",
            [f"model.path={qwen}", "method.kind=miss", "method.mode=mini", "method.rank=4",
             "method.mini_r=8"], qwen)
+    verify(binary, work, "qwen2-adalora",
+           [f"model.path={qwen}", "method.kind=adalora", "method.init_r=6", "method.target_r=3",
+            "method.tinit=4", "method.tfinal=4"], qwen)
     print("PEFT and merged exports: ok")
 
 

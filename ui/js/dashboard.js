@@ -128,7 +128,8 @@ function render() {
     h("div", { class: "dash-grid" },
       h("div", { class: "chart-col" },
         h("div", { class: "chart", testid: "chart" }, h("p", { class: "muted chart-placeholder" }, "The chart appears with the first steps.")),
-        h("p", { class: "inline-error chart-error", role: "alert" })),
+        h("p", { class: "inline-error chart-error", role: "alert" }),
+        h("div", { class: "ranks-panel", testid: "ranks" })),
       h("aside", { class: "advice-col", "aria-label": "Advice" },
         h("h2", {}, "Advice"),
         h("ul", { class: "advice-list", testid: "advice-list", "aria-live": "polite" }))));
@@ -170,6 +171,7 @@ function renderStatus() {
     h("span", {}, `Elapsed ${duration(p?.elapsed_s)}`),
     h("span", {}, rate(p?.tokens_per_sec)));
 
+  renderRanks(el.querySelector(".ranks-panel"), e.events);
   renderOutcome(el.querySelector(".outcome"), e.events);
   renderStarted(el.querySelector(".started-info"), e.events);
   const advice = e.events.filter((x) => x.event === "advice");
@@ -179,6 +181,54 @@ function renderStatus() {
       h("p", {}, a.message),
       a.stops ? h("p", { class: "advice-stops" }, "This rule stops the run.") : null))
     : h("li", { class: "muted" }, "No advice so far."));
+}
+
+/**
+ * AdaLoRA's ranks per layer after its latest reallocation (the `ranks`
+ * event): one row per decoder layer, one column per adapted module, each
+ * cell's shade its share of the largest rank.
+ */
+function renderRanks(box, events) {
+  const last = events.findLast((x) => x.event === "ranks");
+  if (!last) {
+    box.replaceChildren();
+    return;
+  }
+  const first = events.find((x) => x.event === "ranks");
+  const cells = new Map();
+  const layers = new Set();
+  const modules = [];
+  for (const [name, rank] of Object.entries(last.ranks)) {
+    const m = /layers\.(\d+)\.(?:[a-z_]+\.)?([a-z_]+)$/.exec(name);
+    if (!m) continue;
+    const layer = Number(m[1]);
+    layers.add(layer);
+    if (!modules.includes(m[2])) modules.push(m[2]);
+    cells.set(`${layer}/${m[2]}`, rank);
+  }
+  const order = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+  modules.sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  const max = Math.max(1, ...cells.values());
+  const kept = [...cells.values()].reduce((a, b) => a + b, 0);
+  const before = first === last ? "" : ` (first reallocation at step ${first.step})`;
+  replace(box,
+    h("h2", {}, "Ranks per layer"),
+    h("p", { class: "muted", testid: "ranks-summary" },
+      `After step ${last.step}: ${kept} ranks kept of a budget of ${last.budget}${before}.`),
+    h("table", { class: "ranks-table", testid: "ranks-table" },
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "layer"), modules.map((m) => h("th", { scope: "col" }, m.replace("_proj", ""))))),
+      h("tbody", {}, [...layers].sort((a, b) => a - b).map((layer) => h("tr", {},
+        h("th", { scope: "row" }, String(layer)),
+        modules.map((m) => {
+          const rank = cells.get(`${layer}/${m}`);
+          if (rank === undefined) return h("td", { class: "muted" }, "—");
+          return h("td", {
+            class: "rank-cell",
+            title: `layer ${layer} ${m}: rank ${rank}`,
+            // Five shades (the CSP allows no inline styles).
+            dataset: { share: String(Math.round((rank / max) * 4)) },
+          }, String(rank));
+        }))))));
 }
 
 function renderOutcome(box, events) {

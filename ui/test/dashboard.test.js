@@ -125,3 +125,32 @@ test("a GPU run's first step shows the kernel preparation, and the first step en
   await page.waitForFunction((s) => !document.querySelector(s), {}, sel("preparing"));
   await assertClean(t, app);
 });
+
+test("an AdaLoRA run's reallocations: the ranks per layer as they move", async (t) => {
+  const app = await openApp(env);
+  const { page } = app;
+  // A real AdaLoRA run of the quickstart (record-fixtures.sh): `ranks`
+  // events after each reallocation.
+  const payloads = fixtures.replays.adalora;
+  const ranksOf = (ps) => ps.flatMap((p) => p.events).filter((e) => e.event === "ranks");
+  assert.ok(ranksOf(payloads).length >= 2, "the recording reallocates more than once");
+  await startRun(page, payloads[0].run_dir);
+  const first = payloads.findIndex((p) => p.events.some((e) => e.event === "ranks"));
+  assert.equal(await page.$(sel("ranks-table")), null, "no table before the first reallocation");
+  const cells = () => page.$$eval(`${sel("ranks-table")} td.rank-cell`, (tds) => tds.map((td) => td.title));
+  const want = (ev) => Object.entries(ev.ranks).map(([name, r]) => {
+    const [, layer, leaf] = /layers\.(\d+)\.[a-z_]+\.([a-z_]+)$/.exec(name);
+    return `layer ${layer} ${leaf}: rank ${r}`;
+  }).sort();
+  for (const upto of [first + 1, payloads.length]) {
+    await replay(page, payloads.slice(upto === first + 1 ? 0 : first + 1, upto));
+    const last = ranksOf(payloads.slice(0, upto)).at(-1);
+    await page.waitForFunction((s, step) => document.querySelector(s)?.textContent.includes(`After step ${step}:`),
+      {}, sel("ranks-summary"), last.step);
+    assert.deepEqual((await cells()).sort(), want(last));
+    const kept = Object.values(last.ranks).reduce((a, b) => a + b, 0);
+    assert.match(await text(page, "ranks-summary"), new RegExp(`${kept} ranks kept of a budget of ${last.budget}`));
+  }
+  await shot(page, "6-dashboard-adalora");
+  await assertClean(t, app);
+});

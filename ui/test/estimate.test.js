@@ -111,7 +111,7 @@ test("the estimate says whether the run fits, and a suggested saver applies to t
   await assertClean(t, app);
 });
 
-test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA's, PiSSA's, MiSS's and Bone's cards, full fine-tuning's modules and layers", async (t) => {
+test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA's, PiSSA's, MiSS's, Bone's and AdaLoRA's cards, full fine-tuning's modules and layers", async (t) => {
   const app = await openApp(env);
   const { page } = app;
   await toMethodStep(page);
@@ -170,6 +170,20 @@ test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA'
   await typeInto(page, "rank-input", "8");
   await waitText(page, "trainable-params", /38\.4 K/);
   assert.equal(await page.$(sel("estimate-error")), null);
+  // AdaLoRA: its ranks and schedule from the engine (no single rank), its paper, and the engine's
+  // estimate at the card's ranks and at smaller ones.
+  assert.match(await page.$eval(sel("method-adalora"), (e) => e.textContent), /AdaLoRA.*Zhang et al\. 2023/);
+  await click(page, "method-adalora");
+  for (const id of ["init_r-input", "target_r-input", "tinit-input", "tfinal-input", "delta_t-input", "orth_reg_weight-input"]) {
+    assert.ok(await page.$(sel(id)), `AdaLoRA offers ${id}`);
+  }
+  assert.equal(await page.$(sel("rank-input")), null, "AdaLoRA's rank is init_r and target_r");
+  await waitText(page, "trainable-params", /111 K/);
+  await typeInto(page, "target_r-input", "4");
+  await typeInto(page, "init_r-input", "6");
+  await waitText(page, "trainable-params", /55\.7 K/);
+  const ada = (await calls(page, "estimate")).at(-1).args.config.method;
+  assert.deepEqual({ kind: ada.kind, init_r: ada.init_r, target_r: ada.target_r }, { kind: "adalora", init_r: 6, target_r: 4 });
   // Full fine-tuning: its own fields from the engine, no LoRA fields, no quantized base.
   await click(page, "method-full");
   for (const id of ["rank-input", "alpha-input", "use_rslora-input", "quantize-input"]) {

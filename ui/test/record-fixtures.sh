@@ -63,6 +63,10 @@ done
 "${PLAN[@]}" --set method.kind=miss --set method.mode=bat --set method.rank=8 > "$OUT/plans/miss-bat-r8.json"
 "${PLAN[@]}" --set method.kind=miss --set method.mode=bat --set method.rank=64 \
   > /dev/null 2> "$OUT/plans/miss-bat-r64.error.txt" || true
+# AdaLoRA at its card's ranks and at smaller ones.
+"${PLAN[@]}" --set method.kind=adalora > "$OUT/plans/adalora-r12-t8.json"
+"${PLAN[@]}" --set method.kind=adalora --set method.init_r=6 --set method.target_r=4 \
+  > "$OUT/plans/adalora-r6-t4.json"
 # Far more activations than RAM: the verdict and its suggestions.
 "${PLAN[@]}" --set data.max_length=60000 --set train.micro_batch=16 > "$OUT/plans/lora-r16-len60000.json"
 
@@ -77,6 +81,11 @@ echo "== a run whose learning rate is far too high (the advisor stops it)"
 sleep 1
 "$T" train --backend cpu presets/quickstart.toml --set output.runs_dir="$REC/runs" --set train.learning_rate=3.0 \
   --set train.warmup_steps=0 --set output.name=too-hot --json > "$OUT/runs/too-hot.events.jsonl" || true
+
+echo "== an AdaLoRA run (its rank reallocations)"
+sleep 1
+"$T" train --backend cpu presets/quickstart.toml --set output.runs_dir="$REC/runs" --set method.kind=adalora \
+  --set method.tinit=10 --set method.tfinal=10 --set output.name=adalora --json > "$OUT/runs/adalora.events.jsonl"
 
 echo "== a run the advisor stops (divergence: the model collapses)"
 sleep 1

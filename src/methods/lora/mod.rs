@@ -365,6 +365,7 @@ impl Method for LoraConfig {
             trained_base_params: 0,
             layer_values,
             layer_fixed: 0,
+            state_values: 0,
             head_frozen: true,
         }
     }
