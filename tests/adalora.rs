@@ -17,9 +17,9 @@ use rand::rngs::StdRng;
 use safetensors::SafeTensors;
 use serde_json::Value;
 
-use common::{batch_from, f32s, i64s, max_abs_diff};
+use common::{adapters_of, batch_from, f32s, i64s, max_abs_diff, transpose, worst_diff};
 use tunesmith::CausalLm;
-use tunesmith::methods::{AdaloraConfig, HookNote, Method, ModuleTensors, StepAt};
+use tunesmith::methods::{AdaloraConfig, HookNote, Method, StepAt};
 use tunesmith::model::ModelConfig;
 use tunesmith::train::optim::AdamW;
 use tunesmith::train::params::{self, HostTensor};
@@ -78,16 +78,6 @@ fn ours(peft: &str, shape: &[usize], data: Vec<f32>) -> (String, HostTensor) {
     (format!("{module}.adapter.adalora.{ours}"), t)
 }
 
-fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0f32; data.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = data[r * cols + c];
-        }
-    }
-    t
-}
-
 fn tensors_with(st: &SafeTensors, prefix: &str) -> BTreeMap<String, HostTensor> {
     st.names()
         .into_iter()
@@ -97,27 +87,6 @@ fn tensors_with(st: &SafeTensors, prefix: &str) -> BTreeMap<String, HostTensor> 
             Some(ours(peft, &shape, data))
         })
         .collect()
-}
-
-fn worst_diff(
-    now: &BTreeMap<String, HostTensor>,
-    want: &BTreeMap<String, HostTensor>,
-) -> (f32, String) {
-    want.iter()
-        .map(|(name, t)| (max_abs_diff(&now[name].data, &t.data), name.clone()))
-        .fold((0.0, String::new()), |a, b| if b.0 > a.0 { b } else { a })
-}
-
-/// The model's adapters as the exports read them from a checkpoint.
-fn adapters_of(model: &CausalLm) -> BTreeMap<String, ModuleTensors> {
-    let mut out: BTreeMap<String, ModuleTensors> = BTreeMap::new();
-    for (name, t) in params::read_trainable(model) {
-        let (module, part) = name.split_once(".adapter.").unwrap();
-        out.entry(format!("model.{module}"))
-            .or_default()
-            .insert(part.to_string(), t);
-    }
-    out
 }
 
 fn check_on(device: &Device) {

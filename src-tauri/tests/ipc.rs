@@ -281,7 +281,7 @@ fn wizard_commands_answer_from_the_engine() {
     assert_eq!(
         ids,
         [
-            "lora", "rslora", "dora", "pissa", "corda", "miss", "bone", "adalora", "full"
+            "lora", "rslora", "dora", "pissa", "corda", "miss", "bone", "adalora", "kasa", "full"
         ]
     );
 

@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    AdaloraConfig, FullConfig, LoraConfig, MethodConfig, MissConfig, adalora, full, lora, miss,
+    AdaloraConfig, FullConfig, KasaConfig, LoraConfig, MethodConfig, MissConfig, adalora, full,
+    kasa, lora, miss,
 };
 
 /// One method card.
@@ -203,6 +204,7 @@ pub fn catalog() -> Vec<MethodSpec> {
         miss::spec(MissConfig::default()),
         miss::bone_spec(),
         adalora::spec(AdaloraConfig::default()),
+        kasa::spec(KasaConfig::default()),
         full::spec(FullConfig::default()),
     ]
 }

@@ -183,13 +183,7 @@ impl Method for MissConfig {
                 "the shard width must be at least 1 (32 or 64 are common)",
             ));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Self::invalid(
-                "dropout",
-                self.dropout,
-                "dropout is a probability in [0, 1)",
-            ));
-        }
+        super::check_dropout(self.dropout)?;
         if self.mode == MissMode::Bat && self.dropout > 0.0 {
             return Err(Self::invalid(
                 "dropout",

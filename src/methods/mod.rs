@@ -9,9 +9,11 @@ pub mod corda;
 pub mod exported;
 pub mod full;
 pub mod hooks;
+pub mod kasa;
 pub mod lora;
 pub mod miss;
 pub mod svd;
+pub mod triplets;
 
 use std::collections::BTreeMap;
 
@@ -23,12 +25,14 @@ use thiserror::Error;
 
 use crate::model::{CausalLm, Linear, ModelConfig};
 
-pub use adalora::{AdaloraAdapter, AdaloraConfig};
+pub use adalora::AdaloraConfig;
 pub use exported::{ExportForm, LoraPair, ModuleTensors};
 pub use full::FullConfig;
 pub use hooks::{HookNote, LossTerm, NoHooks, StepAt, TrainingHooks};
+pub use kasa::KasaConfig;
 pub use lora::{LoraAdapter, LoraConfig, LoraInit};
 pub use miss::{MissAdapter, MissConfig, MissMode};
+pub use triplets::TripletAdapter;
 
 use crate::train::params::HostTensor;
 
@@ -218,6 +222,9 @@ pub enum MethodConfig {
     /// AdaLoRA: SVD-form adapters whose rank budget moves between layers
     /// during training.
     Adalora(AdaloraConfig),
+    /// KaSA: the base without its smallest singular components, and an
+    /// update in SVD form with two regularisers.
+    Kasa(KasaConfig),
 }
 
 impl Default for MethodConfig {
@@ -234,6 +241,7 @@ impl MethodConfig {
             MethodConfig::Lora(c) => c,
             MethodConfig::Miss(c) => c,
             MethodConfig::Adalora(c) => c,
+            MethodConfig::Kasa(c) => c,
         }
     }
 }
@@ -244,7 +252,8 @@ impl MethodConfig {
 pub enum Adapter {
     Lora(LoraAdapter),
     Miss(MissAdapter),
-    Adalora(AdaloraAdapter),
+    Adalora(TripletAdapter),
+    Kasa(TripletAdapter),
 }
 
 impl Adapter {
@@ -261,7 +270,7 @@ impl Adapter {
         match self {
             Adapter::Lora(a) => a.forward(x, base, layer, dropout),
             Adapter::Miss(a) => a.forward(x, base, layer, dropout),
-            Adapter::Adalora(a) => a.forward(x, base, dropout),
+            Adapter::Adalora(a) | Adapter::Kasa(a) => a.forward(x, base, dropout),
         }
     }
 }
@@ -333,6 +342,50 @@ pub enum MethodError {
          (was the run's model or [method] section changed?)"
     )]
     State { key: String, reason: String },
+}
+
+/// Refuses an `alpha` (the update's scale numerator) that is not positive.
+pub(crate) fn check_alpha(alpha: f64) -> Result<(), MethodError> {
+    if alpha.is_finite() && alpha > 0.0 {
+        return Ok(());
+    }
+    Err(MethodError::Invalid {
+        key: "alpha",
+        value: alpha.to_string(),
+        reason: "alpha must be a positive number (often twice the rank)",
+    })
+}
+
+/// Refuses a dropout probability outside [0, 1).
+pub(crate) fn check_dropout(dropout: f64) -> Result<(), MethodError> {
+    if (0.0..1.0).contains(&dropout) {
+        return Ok(());
+    }
+    Err(MethodError::Invalid {
+        key: "dropout",
+        value: dropout.to_string(),
+        reason: "dropout is a probability in [0, 1)",
+    })
+}
+
+/// The matrix a checkpoint's method state saved under `key`, which must
+/// have `shape`.
+pub(crate) fn saved_matrix(
+    saved: &MethodState,
+    key: String,
+    shape: [usize; 2],
+) -> Result<Vec<f32>, MethodError> {
+    match saved.get(&key) {
+        Some(t) if t.shape == shape => Ok(t.data.clone()),
+        Some(t) => Err(MethodError::State {
+            reason: format!("its shape is {:?}, the model needs {shape:?}", t.shape),
+            key,
+        }),
+        None => Err(MethodError::State {
+            key,
+            reason: "it is missing".into(),
+        }),
+    }
 }
 
 /// (in, out) features of the linear module `name` (`q_proj`...) in this model.

@@ -226,3 +226,41 @@ pub fn train_section(meta: &serde_json::Value) -> tunesmith::config::TrainSectio
         ..tunesmith::config::TrainSection::default()
     }
 }
+
+/// Row-major [rows, cols] -> [cols, rows].
+pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = data[r * cols + c];
+        }
+    }
+    t
+}
+
+/// The largest difference between `now` and `want` over the tensors of
+/// `want`, and where it is.
+pub fn worst_diff(
+    now: &std::collections::BTreeMap<String, tunesmith::train::params::HostTensor>,
+    want: &std::collections::BTreeMap<String, tunesmith::train::params::HostTensor>,
+) -> (f32, String) {
+    want.iter()
+        .map(|(name, t)| (max_abs_diff(&now[name].data, &t.data), name.clone()))
+        .fold((0.0, String::new()), |a, b| if b.0 > a.0 { b } else { a })
+}
+
+/// The model's adapters as the exports read them from a checkpoint, by HF
+/// module.
+pub fn adapters_of(
+    model: &tunesmith::CausalLm,
+) -> std::collections::BTreeMap<String, tunesmith::methods::ModuleTensors> {
+    let mut out: std::collections::BTreeMap<String, tunesmith::methods::ModuleTensors> =
+        Default::default();
+    for (name, t) in tunesmith::train::params::read_trainable(model) {
+        let (module, part) = name.split_once(".adapter.").unwrap_or((&name, ""));
+        out.entry(format!("model.{module}"))
+            .or_default()
+            .insert(part.to_string(), t);
+    }
+    out
+}

@@ -143,6 +143,9 @@ def main() -> None:
     check(binary, src, exe, work, "llama-adalora",
           ["method.kind=adalora", "method.init_r=6", "method.target_r=3", "method.tinit=4",
            "method.tfinal=4"], ROOT / "assets/models/tiny-llama", "llama-bpe")
+    # KaSA: the rank-2r pair of the trained update and the dropped components
+    check(binary, src, exe, work, "llama-kasa", ["method.kind=kasa", "method.rank=4"],
+          ROOT / "assets/models/tiny-llama", "llama-bpe")
     print("GGUF adapters and merged GGUF models in llama.cpp: ok")
 
 

@@ -85,6 +85,10 @@ def main() -> None:
     verify(binary, work, "qwen2-adalora",
            [f"model.path={qwen}", "method.kind=adalora", "method.init_r=6", "method.target_r=3",
             "method.tinit=4", "method.tfinal=4"], qwen)
+    # KaSA, which PEFT lacks: a plain rank-2r LoRA on the original base
+    verify(binary, work, "qwen2-kasa",
+           [f"model.path={qwen}", "method.kind=kasa", "method.rank=4", "method.alpha=8",
+            "method.gamma=0.01"], qwen)
     print("PEFT and merged exports: ok")
 
 

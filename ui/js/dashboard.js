@@ -169,7 +169,8 @@ function renderStatus() {
     preparing ? h("span", { class: "preparing", testid: "preparing" }, preparing) : null,
     h("span", {}, `ETA ${state === "finished" ? "—" : duration(p?.eta_s)}`),
     h("span", {}, `Elapsed ${duration(p?.elapsed_s)}`),
-    h("span", {}, rate(p?.tokens_per_sec)));
+    h("span", {}, rate(p?.tokens_per_sec)),
+    termsLine(e.events));
 
   renderRanks(el.querySelector(".ranks-panel"), e.events);
   renderOutcome(el.querySelector(".outcome"), e.events);
@@ -181,6 +182,18 @@ function renderStatus() {
       h("p", {}, a.message),
       a.stops ? h("p", { class: "advice-stops" }, "This rule stops the run.") : null))
     : h("li", { class: "muted" }, "No advice so far."));
+}
+
+/**
+ * A method's own loss terms at the latest step (AdaLoRA's and KaSA's
+ * regularisers, unweighted; the chart's loss is the task's alone).
+ */
+function termsLine(events) {
+  const last = events.findLast((x) => x.event === "step");
+  const terms = Object.entries(last?.terms ?? {});
+  if (!terms.length) return null;
+  return h("span", { class: "loss-terms", testid: "loss-terms", title: "the method's regularisers at the latest step, before weighting" },
+    terms.map(([name, v]) => `${name} ${Number(v).toPrecision(4)}`).join(" · "));
 }
 
 /**

@@ -151,6 +151,9 @@ test("an AdaLoRA run's reallocations: the ranks per layer as they move", async (
     const kept = Object.values(last.ranks).reduce((a, b) => a + b, 0);
     assert.match(await text(page, "ranks-summary"), new RegExp(`${kept} ranks kept of a budget of ${last.budget}`));
   }
+  // The orthogonality regulariser beside the task loss, as the last step reported it.
+  const lastStep = payloads.flatMap((p) => p.events).findLast((e) => e.event === "step");
+  assert.equal(await text(page, "loss-terms"), `orth_reg ${lastStep.terms.orth_reg.toPrecision(4)}`);
   await shot(page, "6-dashboard-adalora");
   await assertClean(t, app);
 });

@@ -111,7 +111,7 @@ test("the estimate says whether the run fits, and a suggested saver applies to t
   await assertClean(t, app);
 });
 
-test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA's, PiSSA's, MiSS's, Bone's and AdaLoRA's cards, full fine-tuning's modules and layers", async (t) => {
+test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA's, PiSSA's, CorDA's calibration file, MiSS's, Bone's, AdaLoRA's and KaSA's cards, full fine-tuning's modules and layers", async (t) => {
   const app = await openApp(env);
   const { page } = app;
   await toMethodStep(page);
@@ -150,6 +150,18 @@ test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA'
     const m = window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method;
     return m?.init === "pissa" && m.pissa_niter === 0 && m.use_dora === false;
   });
+  // CorDA: its calibration file from a file dialog, back to the training rows with Clear.
+  await click(page, "method-corda");
+  assert.match(await text(page, "corda_data-input"), /training rows/);
+  await page.evaluate(() => { window.__fake.pick.dataset = "/home/me/knowledge.jsonl"; });
+  await click(page, "corda_data-choose");
+  await waitText(page, "corda_data-input", /\/home\/me\/knowledge\.jsonl/);
+  await page.waitForFunction(() => window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method.corda_data === "/home/me/knowledge.jsonl");
+  await click(page, "corda_data-clear");
+  await waitText(page, "corda_data-input", /training rows/);
+  await page.waitForFunction(() => window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method.corda_data === null);
+  await page.evaluate(() => { window.__fake.pick.dataset = null; });
+  await click(page, "method-pissa");
   await page.select(sel("init-input"), "default");
   await page.waitForFunction(() => window.__fake.calls.filter((x) => x.cmd === "estimate").at(-1)?.args.config.method.init === "default");
   // MiSS: its own kind and fields (no alpha), its paper, and the engine's estimate for it.
@@ -184,6 +196,19 @@ test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA'
   await waitText(page, "trainable-params", /55\.7 K/);
   const ada = (await calls(page, "estimate")).at(-1).args.config.method;
   assert.deepEqual({ kind: ada.kind, init_r: ada.init_r, target_r: ada.target_r }, { kind: "adalora", init_r: 6, target_r: 4 });
+  // KaSA: its paper, its two regulariser weights and its rank from the engine, no quantized base
+  // (it truncates the unquantized weights), and the engine's estimate at two ranks.
+  assert.match(await page.$eval(sel("method-kasa"), (e) => e.textContent), /KaSA.*Wang, Jiang et al\. 2024/);
+  await click(page, "method-kasa");
+  for (const id of ["rank-input", "alpha-input", "beta-input", "gamma-input"]) {
+    assert.ok(await page.$(sel(id)), `KaSA offers ${id}`);
+  }
+  assert.equal(await page.$(sel("quantize-input")), null, "KaSA truncates the base: no quantized base");
+  await waitText(page, "trainable-params", /74\.2 K/);
+  await typeInto(page, "rank-input", "4");
+  await waitText(page, "trainable-params", /37\.1 K/);
+  const kasa = (await calls(page, "estimate")).at(-1).args.config.method;
+  assert.deepEqual({ kind: kasa.kind, rank: kasa.rank, beta: kasa.beta }, { kind: "kasa", rank: 4, beta: 0.0001 });
   // Full fine-tuning: its own fields from the engine, no LoRA fields, no quantized base.
   await click(page, "method-full");
   for (const id of ["rank-input", "alpha-input", "use_rslora-input", "quantize-input"]) {

@@ -67,6 +67,9 @@ done
 "${PLAN[@]}" --set method.kind=adalora > "$OUT/plans/adalora-r12-t8.json"
 "${PLAN[@]}" --set method.kind=adalora --set method.init_r=6 --set method.target_r=4 \
   > "$OUT/plans/adalora-r6-t4.json"
+# KaSA at its card's rank and at a smaller one.
+"${PLAN[@]}" --set method.kind=kasa > "$OUT/plans/kasa-r8.json"
+"${PLAN[@]}" --set method.kind=kasa --set method.rank=4 > "$OUT/plans/kasa-r4.json"
 # Far more activations than RAM: the verdict and its suggestions.
 "${PLAN[@]}" --set data.max_length=60000 --set train.micro_batch=16 > "$OUT/plans/lora-r16-len60000.json"
 

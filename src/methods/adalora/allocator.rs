@@ -204,28 +204,14 @@ impl TrainingHooks for RankAllocator {
         if weight <= 0.0 {
             return Vec::new();
         }
-        let mut total: Option<Tensor<1>> = None;
-        let mut count = 0usize;
+        let mut norms = Vec::new();
         for (_, layer) in model.linears() {
-            let Some(crate::methods::Adapter::Adalora(ad)) = &layer.adapter else {
-                continue;
-            };
-            let (q, p) = (ad.a.val(), ad.b.val());
-            let r = ad.e.dims()[0];
-            let eye = Tensor::<2>::eye(r, &q.device());
-            for cov in [
-                q.clone().transpose().matmul(q),
-                p.clone().matmul(p.transpose()),
-            ] {
-                let norm = (cov - eye.clone()).powi_scalar(2).sum().sqrt();
-                total = Some(match total {
-                    Some(t) => t + norm,
-                    None => norm,
-                });
-                count += 1;
+            if let Some(crate::methods::Adapter::Adalora(ad)) = &layer.adapter {
+                norms.extend(ad.orthogonality());
             }
         }
-        let Some(total) = total else {
+        let count = norms.len();
+        let Some(total) = crate::methods::triplets::sum(norms) else {
             return Vec::new();
         };
         let mean = total / count as f64;

@@ -15,15 +15,16 @@ mod export;
 use std::collections::BTreeMap;
 
 use burn::module::{Module, Param};
-use burn::tensor::{Tensor, TensorData, module::linear};
+use burn::tensor::{Tensor, TensorData};
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{FieldKind, FieldSpec, MethodSpec, dropout_field, target_modules_field};
 use super::exported::{ExportForm, ModuleTensors};
+use super::triplets::TripletAdapter;
 use super::{
     LINEAR_MODULES, MemoryTerms, Method, MethodConfig, MethodError, MethodState, PrepareContext,
-    PreparedModel, TrainingHooks, dropout_input, is_target, target_shapes,
+    PreparedModel, TrainingHooks, is_target, target_shapes,
 };
 use crate::model::{CausalLm, ModelConfig};
 
@@ -202,16 +203,8 @@ impl Method for AdaloraConfig {
                 "the target rank must be at least 1 and at most method.init_r",
             ));
         }
-        if !(self.alpha > 0.0 && self.alpha.is_finite()) {
-            return Err(Self::invalid("alpha", self.alpha, "alpha must be positive"));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Self::invalid(
-                "dropout",
-                self.dropout,
-                "dropout is a probability in [0, 1)",
-            ));
-        }
+        super::check_alpha(self.alpha)?;
+        super::check_dropout(self.dropout)?;
         if self.delta_t == 0 {
             return Err(Self::invalid(
                 "delta_t",
@@ -330,7 +323,7 @@ impl Method for AdaloraConfig {
                     &device,
                 ))
             };
-            layer.adapter = Some(super::Adapter::Adalora(AdaloraAdapter {
+            layer.adapter = Some(super::Adapter::Adalora(TripletAdapter {
                 a: tensor(a, [inp, r]),
                 e: Param::from_tensor(Tensor::<1>::zeros([r], &device)),
                 b: tensor(b, [r, out]),
@@ -364,41 +357,6 @@ impl Method for AdaloraConfig {
         state: &MethodState,
     ) -> Result<ExportForm, MethodError> {
         export::form(self, model, adapters, state)
-    }
-}
-
-/// One adapted layer's triplets: `base + s · dropout(x)·Q·diag(λ)·P`.
-#[derive(Module, Debug)]
-pub struct AdaloraAdapter {
-    /// Q, [in, r] (the transpose of PEFT's `lora_A`).
-    pub a: Param<Tensor<2>>,
-    /// λ, [r] (PEFT's `lora_E`, [r, 1]): zero for a pruned triplet.
-    pub e: Param<Tensor<1>>,
-    /// P, [r, out] (the transpose of PEFT's `lora_B`).
-    pub b: Param<Tensor<2>>,
-    /// `alpha / (init_r + 1e-5)`.
-    pub scale: f64,
-    pub dropout: f64,
-}
-
-impl AdaloraAdapter {
-    /// The layer's output from its input and its frozen output.
-    pub fn forward<const D: usize>(
-        &self,
-        x: Tensor<D>,
-        base: Tensor<D>,
-        dropout: bool,
-    ) -> Tensor<D> {
-        let x = if self.dropout > 0.0 && dropout {
-            dropout_input(x, self.dropout)
-        } else {
-            x
-        };
-        let r = self.e.dims()[0];
-        let mut shape = [1usize; D];
-        shape[D - 1] = r;
-        let low = linear(x, self.a.val(), None) * self.e.val().reshape(shape);
-        base + linear(low, self.b.val(), None) * self.scale
     }
 }
 

@@ -398,20 +398,8 @@ impl Method for LoraConfig {
                 reason: "the rank must be at least 1 (8 or 16 are common)",
             });
         }
-        if !(self.alpha.is_finite() && self.alpha > 0.0) {
-            return Err(MethodError::Invalid {
-                key: "alpha",
-                value: self.alpha.to_string(),
-                reason: "alpha must be a positive number (often twice the rank)",
-            });
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(MethodError::Invalid {
-                key: "dropout",
-                value: self.dropout.to_string(),
-                reason: "dropout is a probability in [0, 1)",
-            });
-        }
+        super::check_alpha(self.alpha)?;
+        super::check_dropout(self.dropout)?;
         if self.pissa_niter > 0 && self.init != LoraInit::Pissa {
             return Err(MethodError::Invalid {
                 key: "pissa_niter",
@@ -644,20 +632,7 @@ fn saved_pair(
     a_shape: [usize; 2],
     b_shape: [usize; 2],
 ) -> Result<(Vec<f32>, Vec<f32>), MethodError> {
-    let get = |part, shape: [usize; 2]| {
-        let key = init_key(module, part);
-        match saved.get(&key) {
-            Some(t) if t.shape == shape => Ok(t.data.clone()),
-            Some(t) => Err(MethodError::State {
-                key,
-                reason: format!("its shape is {:?}, the model needs {shape:?}", t.shape),
-            }),
-            None => Err(MethodError::State {
-                key,
-                reason: "it is missing".into(),
-            }),
-        }
-    };
+    let get = |part, shape| super::saved_matrix(saved, init_key(module, part), shape);
     Ok((get('a', a_shape)?, get('b', b_shape)?))
 }
 
@@ -678,7 +653,7 @@ pub fn residual(w: &[f32], a: &[f32], b: &[f32], r: usize, scaling: f64) -> Vec<
 /// PEFT's LoRA A, kaiming-uniform with a = sqrt 5 (uniform in ±1/sqrt(in)),
 /// as our [in, r]; drawn in PEFT's row order ([r, in]) so the same seed
 /// means the same matrix.
-fn kaiming_a(inp: usize, rank: usize, rng: &mut StdRng) -> Vec<f32> {
+pub(crate) fn kaiming_a(inp: usize, rank: usize, rng: &mut StdRng) -> Vec<f32> {
     let bound = 1.0 / (inp as f64).sqrt();
     let mut a_peft = vec![0f32; rank * inp];
     for v in &mut a_peft {

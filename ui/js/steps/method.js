@@ -186,6 +186,43 @@ function layersControl(f) {
   return field(f.label, input).wrap;
 }
 
+/**
+ * A dataset file (CorDA's calibration file): its path, a file dialog to
+ * choose one and a button back to none (the engine's default, the run's own
+ * training rows).
+ */
+function fileControl(f) {
+  const method = wizard.config.method;
+  const path = method[f.key] ?? null;
+  const error = fileErrors.get(f.key);
+  const choose = async () => {
+    try {
+      const picked = await invoke("pick_path", { kind: "dataset" }, { quiet: true });
+      if (!picked) return;
+      method[f.key] = picked;
+      fileErrors.delete(f.key);
+    } catch (err) {
+      fileErrors.set(f.key, err.message);
+    }
+    emit("wizard:render", ["method"]);
+    scheduleEstimate();
+  };
+  const clear = () => {
+    method[f.key] = null;
+    fileErrors.delete(f.key);
+    emit("wizard:render", ["method"]);
+    scheduleEstimate();
+  };
+  return field(f.label, h("div", { class: "file-field", role: "group", "aria-label": f.label, title: f.doc },
+    h("span", { class: path ? "file-path" : "muted", testid: `${f.key}-input` }, path ?? "none: the run's training rows"),
+    h("button", { type: "button", class: "btn", testid: `${f.key}-choose`, onclick: choose }, "Choose file…"),
+    path ? h("button", { type: "button", class: "btn", testid: `${f.key}-clear`, onclick: clear }, "Clear") : null,
+    error ? h("p", { class: "inline-error", role: "alert" }, error) : null)).wrap;
+}
+
+/** Why the last file dialog of a field failed, by key. */
+const fileErrors = new Map();
+
 /** The chosen card's fields, in the engine's order: numbers side by side, then the rest. */
 function methodControls() {
   const fields = card()?.fields ?? [];
@@ -195,6 +232,7 @@ function methodControls() {
     if (f.type === "bool") return boolControl(f);
     if (f.type === "layers") return layersControl(f);
     if (f.type === "choice") return choiceControl(f);
+    if (f.type === "file") return fileControl(f);
     return h("p", { class: "hint" }, `method.${f.key}: edit it in the run's TOML (this app has no control for a ${f.type} field).`);
   });
   return h("div", { class: "controls" },
