@@ -35,6 +35,10 @@ export function showStep(i) {
   back.disabled = wizard.step === 0;
   next.hidden = wizard.step === STEPS.length - 1;
   renderStepper();
+  // A new step starts at its top: Next sits at the foot of a long step
+  // (the method cards), and the scroll position would otherwise carry over
+  // and open the next step at its foot, its first choices out of sight.
+  root().closest(".main")?.scrollTo({ top: 0 });
 }
 
 function renderCurrent() {

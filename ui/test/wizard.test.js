@@ -63,8 +63,15 @@ test("wizard keeps state on Back, blocks Next until valid, and starts the edited
   assert.deepEqual(await visibleStep(page), ["method"]);
   assert.match(await page.$eval("#step-message", (e) => e.textContent), /Rank must be 1 or more/);
   await typeInto(page, "rank-input", "8");
+  // Next sits at the foot of the long method step; the training step opens
+  // at its top, its presets in sight, not scrolled as far as the method was.
+  await page.$eval(".main", (e) => e.scrollTo({ top: e.scrollHeight }));
+  assert.ok(await page.$eval(".main", (e) => e.scrollTop) > 0, "the method step scrolls");
   await click(page, "wizard-next");
   assert.deepEqual(await visibleStep(page), ["training"]);
+  assert.equal(await page.$eval(".main", (e) => e.scrollTop), 0);
+  const preset = await page.$eval(sel("preset-quickstart"), (e) => e.getBoundingClientRect().top);
+  assert.ok(preset >= 0 && preset < 760, `the presets are in sight (top ${preset})`);
 
   // Training: a preset fills values; bad values block Next.
   assert.equal(await page.$eval(sel("lr-input"), (e) => e.value), "0.003");
