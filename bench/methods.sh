@@ -5,13 +5,13 @@
 # table of method, trainable parameters, tokens/s, peak memory and the final
 # validation loss. One method after the other in one process each, so the
 # tokens/s compare on the same machine.
-#   bench/methods.sh [STEPS]        (default 40; METHODS="lora dora pissa corda miss bone adalora kasa")
+#   bench/methods.sh [STEPS]        (default 40; METHODS="lora dora pissa corda miss bone adalora kasa hft")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 PROFILE="${PROFILE:-debug}"
 STEPS="${1:-40}"
-METHODS="${METHODS:-lora dora pissa corda miss bone adalora kasa}"
+METHODS="${METHODS:-lora dora pissa corda miss bone adalora kasa hft}"
 if [ "$PROFILE" = release ]; then
     cargo build --release -p tunesmith --bin tunesmith
 else
@@ -34,7 +34,9 @@ for m in $METHODS; do
         corda) set_method=(--set method.init=corda) ;;
         adalora) set_method=(--set method.kind=adalora) ;;
         kasa) set_method=(--set method.kind=kasa) ;;
-        *) echo "unknown method $m (lora, dora, pissa, corda, miss, bone, adalora, kasa)" >&2; exit 2 ;;
+        # Full-parameter updates want a full fine-tune's learning rate.
+        hft) set_method=(--set method.kind=hft --set train.learning_rate=2e-5) ;;
+        *) echo "unknown method $m (lora, dora, pissa, corda, miss, bone, adalora, kasa, hft)" >&2; exit 2 ;;
     esac
     "$BIN" train presets/quickstart-smollm2.toml --backend cpu --json \
         --set "model.path=$MODEL" --set "output.runs_dir=$WORK/$m" \

@@ -19,7 +19,6 @@ use tunesmith::export::{
 };
 use tunesmith::methods::MethodConfig;
 use tunesmith::methods::catalog::{MethodSpec, catalog};
-use tunesmith::train::loss::Batch;
 use tunesmith::train::optim::AdamW;
 use tunesmith::train::params;
 use tunesmith::train::step::{StepOptions, optimizer_step};
@@ -83,16 +82,6 @@ fn frozen(model: &CausalLm) -> BTreeMap<String, params::HostTensor> {
         .collect()
 }
 
-fn batch(device: &Device) -> Batch {
-    let ids: Vec<u32> = (0..16).map(|i| (i * 53 % 300) as u32).collect();
-    let labels: Vec<i64> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| if i < 4 { -100 } else { t as i64 })
-        .collect();
-    Batch::new(&[(ids.as_slice(), labels.as_slice())], 0, device)
-}
-
 /// A few optimizer steps of `card` on the llama fixture: frozen tensors are
 /// bit-identical afterwards, and the trained parameters number what the
 /// method (and so the estimate) says.
@@ -131,7 +120,7 @@ fn frozen_weights_never_move_and_the_trainable_count_is_the_estimates() {
         };
         let mut optim = AdamW::new(&train);
         let mut model = model;
-        let b = batch(&device);
+        let b = common::synthetic_batch(&device);
         for _ in 0..3 {
             let (m, _) = optimizer_step(
                 model,

@@ -281,7 +281,8 @@ fn wizard_commands_answer_from_the_engine() {
     assert_eq!(
         ids,
         [
-            "lora", "rslora", "dora", "pissa", "corda", "miss", "bone", "adalora", "kasa", "full"
+            "lora", "rslora", "dora", "pissa", "corda", "miss", "bone", "adalora", "kasa", "hft",
+            "full"
         ]
     );
 

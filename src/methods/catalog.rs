@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    AdaloraConfig, FullConfig, KasaConfig, LoraConfig, MethodConfig, MissConfig, adalora, full,
-    kasa, lora, miss,
+    AdaloraConfig, FullConfig, HftConfig, KasaConfig, LoraConfig, MethodConfig, MissConfig,
+    adalora, full, hft, kasa, lora, miss,
 };
 
 /// One method card.
@@ -205,6 +205,7 @@ pub fn catalog() -> Vec<MethodSpec> {
         miss::bone_spec(),
         adalora::spec(AdaloraConfig::default()),
         kasa::spec(KasaConfig::default()),
+        hft::spec(HftConfig::default()),
         full::spec(FullConfig::default()),
     ]
 }

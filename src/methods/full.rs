@@ -208,24 +208,30 @@ impl Method for FullConfig {
         model: CausalLm,
         _ctx: &mut PrepareContext<'_>,
     ) -> Result<PreparedModel, MethodError> {
-        let mut marker = Marker {
-            config: self,
-            path: Vec::new(),
-        };
         Ok(PreparedModel {
-            model: model.map(&mut marker),
+            model: mark_trained(model, |path| self.trains(path)),
             state: Default::default(),
         })
     }
 }
 
-/// Sets `require_grad` on exactly the parameters the config trains.
-struct Marker<'a> {
-    config: &'a FullConfig,
+/// `model` with `require_grad` set on exactly the parameters whose burn
+/// path (`layers`, `3`, `mlp`, `up_proj`, ...) `trains` accepts; the others
+/// are frozen.
+pub(crate) fn mark_trained(model: CausalLm, trains: impl Fn(&[String]) -> bool) -> CausalLm {
+    let mut marker = Marker {
+        trains,
+        path: Vec::new(),
+    };
+    model.map(&mut marker)
+}
+
+struct Marker<F> {
+    trains: F,
     path: Vec<String>,
 }
 
-impl ModuleMapper for Marker<'_> {
+impl<F: Fn(&[String]) -> bool> ModuleMapper for Marker<F> {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
     }
@@ -235,14 +241,20 @@ impl ModuleMapper for Marker<'_> {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let trains = self.config.trains(&self.path);
-        if trains && param.val().dtype() != burn::tensor::DType::F32 {
-            // Trained weights are f32 master copies, whatever the base is
-            // stored in.
-            let (id, tensor, mapper) = param.consume();
-            let wide = crate::model::precision::master(tensor.inner()).autodiff();
-            return Param::from_mapped_value(id, wide, mapper).set_require_grad(true);
-        }
-        param.set_require_grad(trains)
+        trained_param(param, (self.trains)(&self.path))
     }
+}
+
+/// `param` marked as trained or frozen; a trained one becomes an f32
+/// master copy whatever the base is stored in.
+pub(crate) fn trained_param<const D: usize>(
+    param: Param<Tensor<D>>,
+    trains: bool,
+) -> Param<Tensor<D>> {
+    if trains && param.val().dtype() != burn::tensor::DType::F32 {
+        let (id, tensor, mapper) = param.consume();
+        let wide = crate::model::precision::master(tensor.inner()).autodiff();
+        return Param::from_mapped_value(id, wide, mapper).set_require_grad(true);
+    }
+    param.set_require_grad(trains)
 }

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod corda;
 pub mod exported;
 pub mod full;
+pub mod hft;
 pub mod hooks;
 pub mod kasa;
 pub mod lora;
@@ -28,6 +29,7 @@ use crate::model::{CausalLm, Linear, ModelConfig};
 pub use adalora::AdaloraConfig;
 pub use exported::{ExportForm, LoraPair, ModuleTensors};
 pub use full::FullConfig;
+pub use hft::HftConfig;
 pub use hooks::{HookNote, LossTerm, NoHooks, StepAt, TrainingHooks};
 pub use kasa::KasaConfig;
 pub use lora::{LoraAdapter, LoraConfig, LoraInit};
@@ -225,6 +227,9 @@ pub enum MethodConfig {
     /// KaSA: the base without its smallest singular components, and an
     /// update in SVD form with two regularisers.
     Kasa(KasaConfig),
+    /// HFT: full updates on a seeded random half of each layer's
+    /// parameter groups.
+    Hft(HftConfig),
 }
 
 impl Default for MethodConfig {
@@ -242,6 +247,7 @@ impl MethodConfig {
             MethodConfig::Miss(c) => c,
             MethodConfig::Adalora(c) => c,
             MethodConfig::Kasa(c) => c,
+            MethodConfig::Hft(c) => c,
         }
     }
 }

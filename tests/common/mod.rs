@@ -138,6 +138,18 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// One 16-token row over the fixtures' 320-token vocabulary, its first
+/// four tokens masked out of the loss: a batch for training smoke steps.
+pub fn synthetic_batch(device: &Device) -> Batch {
+    let ids: Vec<u32> = (0..16).map(|i| (i * 53 % 300) as u32).collect();
+    let labels: Vec<i64> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| if i < 4 { -100 } else { t as i64 })
+        .collect();
+    Batch::new(&[(ids.as_slice(), labels.as_slice())], 0, device)
+}
+
 /// The fixture batch `input_ids` / `labels` on `device`.
 pub fn batch_from(st: &SafeTensors, device: &Device) -> Batch {
     let (shape, ids) = i64s(st, "input_ids");

@@ -10,7 +10,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 import { WebDriver } from "./webdriver.mjs";
@@ -66,13 +66,15 @@ test("wizard → run → live chart → stop → PEFT export on disk → chat", 
     await wd.until("the model kept", async () => /\d/.test(await wd.text("model-params")));
     await wd.click("wizard-next");
 
-    // 3. Method: PiSSA (a card of the engine's catalogue) at rank 8; the
-    // estimate follows the rank (PiSSA trains what LoRA does).
-    await wd.click("method-pissa");
-    await wd.until("PiSSA's initialisation", async () => (await wd.script(
-      "return document.querySelector('[data-testid=init-input]').value;")) === "pissa");
+    // 3. Method: KaSA (a method of its own kind from the engine's catalogue,
+    // with two regularisers) at rank 8; the estimate follows the rank.
+    await wd.click("method-kasa");
+    await wd.until("KaSA's regulariser weights", async () => (await wd.script(
+      "return document.querySelector('[data-testid=gamma-input]')?.value;")) === "0.001");
+    await wd.type("rank-input", "4");
+    await wd.until("the rank-4 estimate", async () => /37\.1\s*K/.test(await wd.text("trainable-params")));
     await wd.type("rank-input", "8");
-    await wd.until("the rank-8 estimate", async () => /74\.0\s*K|73\.98|73,984|74 K/.test(await wd.text("trainable-params")));
+    await wd.until("the rank-8 estimate", async () => /74\.2\s*K/.test(await wd.text("trainable-params")));
     screenshot("3-method");
     await wd.click("wizard-next");
 
@@ -84,7 +86,7 @@ test("wizard → run → live chart → stop → PEFT export on disk → chat", 
     // 5. Review and start.
     await wd.until("the TOML", async () => {
       const toml = await wd.text("review-toml");
-      return toml.includes("rank = 8") && toml.includes('init = "pissa"');
+      return toml.includes("rank = 8") && toml.includes('kind = "kasa"');
     });
     screenshot("5-review");
     // Count what reaches the page on `run-events` (payloads and the events
@@ -112,6 +114,8 @@ test("wizard → run → live chart → stop → PEFT export on disk → chat", 
       const m = /Step (\d+)/.exec(await wd.text("run-progress"));
       return m && Number(m[1]) >= 30;
     }, 120_000);
+    // KaSA's regularisers are reported beside the task loss.
+    await wd.until("the method's loss terms", async () => /sv_reg.*orth_reg|orth_reg.*sv_reg/s.test(await wd.text("loss-terms")));
     screenshot("6-dashboard-running");
     await wd.click("stop-run");
     await wd.until("the run to end", async () => (await wd.text("run-state")) === "finished", 120_000);
@@ -137,7 +141,9 @@ test("wizard → run → live chart → stop → PEFT export on disk → chat", 
     const adapter = join(out, "adapter_model.safetensors");
     assert.ok(existsSync(adapter), `no ${adapter}`);
     assert.ok(statSync(adapter).size > 1000);
-    assert.ok(existsSync(join(out, "adapter_config.json")));
+    // KaSA goes out as a plain LoRA of twice its rank on the original base.
+    const peft = JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8"));
+    assert.equal(peft.r, 16, JSON.stringify(peft));
     assert.equal(await wd.find("export-error"), null);
 
     // Chat: the base model and the run's best checkpoint answer side by

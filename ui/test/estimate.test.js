@@ -209,6 +209,21 @@ test("each card shows the engine's fields for its method: rsLoRA's switch, DoRA'
   await waitText(page, "trainable-params", /37\.1 K/);
   const kasa = (await calls(page, "estimate")).at(-1).args.config.method;
   assert.deepEqual({ kind: kasa.kind, rank: kasa.rank, beta: kasa.beta }, { kind: "kasa", rank: 4, beta: 0.0001 });
+  // HFT: its paper, its trained share, seed and stage from the engine, no rank and no quantized
+  // base (it trains base weights), and the engine's count of the drawn half and of a quarter.
+  assert.match(await page.$eval(sel("method-hft"), (e) => e.textContent), /HFT.*Hui et al\. 2024/);
+  await click(page, "method-hft");
+  for (const id of ["fraction-input", "seed-input", "stage-input"]) {
+    assert.ok(await page.$(sel(id)), `HFT offers ${id}`);
+  }
+  for (const id of ["rank-input", "quantize-input"]) {
+    assert.equal(await page.$(sel(id)), null, `${id} is not an HFT field`);
+  }
+  await waitText(page, "trainable-params", /347 K/);
+  await typeInto(page, "fraction-input", "0.25");
+  await waitText(page, "trainable-params", /182 K/);
+  const hft = (await calls(page, "estimate")).at(-1).args.config.method;
+  assert.deepEqual(hft, { kind: "hft", fraction: 0.25, seed: 0, stage: 0 });
   // Full fine-tuning: its own fields from the engine, no LoRA fields, no quantized base.
   await click(page, "method-full");
   for (const id of ["rank-input", "alpha-input", "use_rslora-input", "quantize-input"]) {

@@ -130,6 +130,11 @@ export function installFakeTauri(fx) {
       if (!fx.estimates[key]) throw `${key}: no recorded estimate in the test fixtures`;
       return fx.estimates[key];
     }
+    if (m.kind === "hft") {
+      const key = `hft-f${m.fraction}`;
+      if (!fx.estimates[key]) throw `${key}: no recorded estimate in the test fixtures`;
+      return fx.estimates[key];
+    }
     if (m.kind !== "lora") throw `method.kind = "${m.kind}": no recorded estimate in the test fixtures`;
     const qv = JSON.stringify(m.target_modules) === JSON.stringify(["q_proj", "v_proj"]);
     const len = config.data?.max_length;

@@ -70,6 +70,9 @@ done
 # KaSA at its card's rank and at a smaller one.
 "${PLAN[@]}" --set method.kind=kasa > "$OUT/plans/kasa-r8.json"
 "${PLAN[@]}" --set method.kind=kasa --set method.rank=4 > "$OUT/plans/kasa-r4.json"
+# HFT at the paper's half and at a quarter.
+"${PLAN[@]}" --set method.kind=hft > "$OUT/plans/hft-f0.5.json"
+"${PLAN[@]}" --set method.kind=hft --set method.fraction=0.25 > "$OUT/plans/hft-f0.25.json"
 # Far more activations than RAM: the verdict and its suggestions.
 "${PLAN[@]}" --set data.max_length=60000 --set train.micro_batch=16 > "$OUT/plans/lora-r16-len60000.json"
 
