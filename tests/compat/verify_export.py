@@ -13,9 +13,13 @@ conversion) and MiSS runs in its three modes (PEFT's
 with PeftModel.from_pretrained on the base model and the merged export with
 AutoModelForCausalLM.from_pretrained, and compares their logits with
 `tunesmith logits --adapter RUN` on the same tokens (max |diff| <= 1e-4).
+For a Qwen3 HFT run (base weights trained, no adapter): the PEFT export is
+refused naming `merged`, the merged folder loads with the same logits, and
+its untrained tensors equal the base's bit for bit.
 """
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -61,6 +65,30 @@ def verify(binary: Path, work: Path, name: str, sets: list, base: Path) -> None:
     assert d_peft <= TOL and d_merged <= TOL, name
 
 
+def verify_merged_only(binary: Path, work: Path, name: str, sets: list, base: Path) -> None:
+    run_dir = train(binary, work, name, sets, steps=20)
+    ids = [(i * 37 + 11) % 300 for i in range(32)]
+    want = ours(binary, run_dir, ids, work)
+    refused = subprocess.run([str(binary), "export", str(run_dir), "--format", "peft", "--out",
+                              str(work / f"{name}-peft"), "--force"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "merged" in refused.stderr, refused.stderr
+    load = dict(dtype=torch.float32, attn_implementation="eager")
+    original = AutoModelForCausalLM.from_pretrained(base, **load).eval()
+    moved = (want - theirs(original, ids)).abs().max().item()
+    assert moved > 1e-2, f"{name}: training barely changes the logits ({moved})"
+    merged_dir = export(binary, run_dir, "merged", work / f"{name}-merged")
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, **load).eval()
+    d_merged = (theirs(merged, ids) - want).abs().max().item()
+    before, after = original.state_dict(), merged.state_dict()
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    layer_tensors = [k for k in before if ".layers." in k]
+    print(f"{name}: training moves logits by up to {moved:.3f}; merged max |diff| vs tunesmith "
+          f"{d_merged:.2e}; {len(changed)} of {len(layer_tensors)} layer tensors trained")
+    assert d_merged <= TOL, name
+    assert all(".layers." in k for k in changed), changed
+    assert 0 < len(changed) < len(layer_tensors), changed
+
+
 def main() -> None:
     binary, work = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -89,6 +117,11 @@ def main() -> None:
     verify(binary, work, "qwen2-kasa",
            [f"model.path={qwen}", "method.kind=kasa", "method.rank=4", "method.alpha=8",
             "method.gamma=0.01"], qwen)
+    # HFT trains half of the base weights: merged only
+    verify_merged_only(binary, work, "qwen3-hft",
+                       [f"model.path={ROOT / 'tests/fixtures/models/qwen3'}", "method.kind=hft",
+                        "train.learning_rate=0.001"],
+                       ROOT / "tests/fixtures/models/qwen3")
     print("PEFT and merged exports: ok")
 
 
