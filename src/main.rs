@@ -44,6 +44,13 @@ enum Command {
     /// OUT.json is {"cases": [{"name", "token_ids", "logits": [[f32; vocab];
     /// n], "rendered"?}]}.
     Logits(LogitsArgs),
+    /// The mean loss per scored token of a model, or of a trained run
+    /// (--adapter), on a dataset file, as a run's validation computes it.
+    ///
+    /// Scores the base model and then the run on held-out general text to
+    /// see what a fine-tune forgot. With --adapter, the data settings
+    /// (format, max_length, train_on, packing) default to the run's.
+    Eval(cli::eval::EvalArgs),
     /// Continue a prompt with the model.
     ///
     /// With --prompts FILE, answers each line of FILE in turn; with
@@ -188,6 +195,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Model(ModelCommand::Inspect { dir, json }) => inspect(&dir, json),
         Command::Logits(args) => logits(args),
+        Command::Eval(args) => cli::eval::eval_cmd(args),
         Command::Generate(args) => cli::generate::run(args),
         Command::Train(args) => cli::train::train(args),
         Command::Plan(args) => cli::plan::plan(args),

@@ -473,3 +473,73 @@ fn a_run_that_overfits_stops_on_validation_patience_and_best_is_exported() {
     assert_eq!(report.step, best_step);
     assert!(out.join("adapter_model.safetensors").is_file());
 }
+
+/// `tunesmith eval` scores a file as a run's validation does: on the run's
+/// own validation file its loss is the run's final validation loss, the
+/// base model scores that file differently, and a file with no readable
+/// row is refused naming it.
+#[test]
+fn eval_scores_a_file_as_the_runs_validation_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let val = root().join("assets/datasets/chat-sample.jsonl");
+    let args: Vec<String> = [
+        "train",
+        root().join("presets/quickstart.toml").to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--set",
+        &format!("output.runs_dir={}", tmp.path().display()),
+        "--set",
+        "train.max_steps=12",
+        "--set",
+        "train.eval_every=0",
+        "--set",
+        &format!("data.val={}", val.display()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let events = common::run_json(&args, None);
+    let finished = events.last().unwrap();
+    assert_eq!(finished["event"], "finished", "{finished}");
+    let want = finished["final_val_loss"].as_f64().unwrap();
+    let run_dir = run_dir_of(&events);
+    let score = |target: &[&str], data: &Path| -> Result<serde_json::Value, String> {
+        let out = bin()
+            .arg("eval")
+            .args(target)
+            .arg("--data")
+            .arg(data)
+            .args(["--backend", "cpu", "--json"])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    };
+    let tuned = score(&["--adapter", run_dir.to_str().unwrap()], &val).unwrap();
+    let got = tuned["loss"].as_f64().unwrap();
+    assert!(
+        ((got - want) / want).abs() < 1e-6,
+        "eval says {got}, the run's validation {want}"
+    );
+    assert!(tuned["tokens"].as_u64().unwrap() > 0);
+    // The base model on the same rows and settings (the run's max_length).
+    let model = root().join("assets/models/tiny-llama");
+    let base = score(
+        &["--model", model.to_str().unwrap(), "--max-length", "128"],
+        &val,
+    )
+    .unwrap();
+    assert_eq!(base["tokens"], tuned["tokens"]);
+    let base_loss = base["loss"].as_f64().unwrap();
+    assert!(
+        (base_loss - got).abs() > 1e-3,
+        "training did not change the loss ({base_loss} vs {got})"
+    );
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"bogus\": 1}\nnot json\n").unwrap();
+    let err = score(&["--model", model.to_str().unwrap()], &bad).unwrap_err();
+    assert!(err.contains("bad.jsonl"), "{err}");
+}

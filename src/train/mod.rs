@@ -22,6 +22,7 @@ pub use events::TrainEvent;
 pub use prepare::{Prepared, load_adapted};
 pub(crate) use session::new_stamped_dir;
 pub use session::{Control, Controller, RunHandle, Session};
+pub use trainer::evaluate;
 
 use crate::backend::BackendError;
 use crate::config::ConfigError;
