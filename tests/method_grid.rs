@@ -13,15 +13,12 @@ use burn::tensor::Device;
 use common::{logits, run_dir_of, run_json, step_losses};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tunesmith::config::TrainSection;
 use tunesmith::export::{
     CheckpointChoice, ExportFormat, ExportOptions, GgufDtype, ModelDtype, export,
 };
 use tunesmith::methods::MethodConfig;
 use tunesmith::methods::catalog::{MethodSpec, catalog};
-use tunesmith::train::optim::AdamW;
 use tunesmith::train::params;
-use tunesmith::train::step::{StepOptions, optimizer_step};
 use tunesmith::{CausalLm, RunConfig};
 
 fn root() -> PathBuf {
@@ -114,27 +111,7 @@ fn frozen_weights_never_move_and_the_trainable_count_is_the_estimates() {
             card.id
         );
         let before = frozen(&model);
-        let train = TrainSection {
-            learning_rate: 1e-2,
-            ..TrainSection::default()
-        };
-        let mut optim = AdamW::new(&train);
-        let mut model = model;
-        let b = common::synthetic_batch(&device);
-        for _ in 0..3 {
-            let (m, _) = optimizer_step(
-                model,
-                &mut optim,
-                std::slice::from_ref(&b),
-                train.learning_rate,
-                StepOptions {
-                    max_grad_norm: 1.0,
-                    gradient_checkpointing: false,
-                },
-                |_| None,
-            );
-            model = m;
-        }
+        let (model, _) = common::smoke_steps(model, 3);
         assert!(
             before == frozen(&model),
             "{}: a frozen tensor changed during training",

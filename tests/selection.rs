@@ -16,12 +16,9 @@ use rand::rngs::StdRng;
 use serde_json::Value;
 
 use tunesmith::CausalLm;
-use tunesmith::config::TrainSection;
 use tunesmith::methods::{HftConfig, Method, MethodState, PrepareContext, hft};
 use tunesmith::model::ModelConfig;
-use tunesmith::train::optim::AdamW;
 use tunesmith::train::params::{self, HostTensor};
-use tunesmith::train::step::{StepOptions, optimizer_step};
 
 fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -134,28 +131,7 @@ fn hft_masks_are_exact_in_training() {
         .sum();
     assert_eq!(counted as u64, config.trainable_params(&model_config));
 
-    let train = TrainSection {
-        learning_rate: 1e-2,
-        ..TrainSection::default()
-    };
-    let mut optim = AdamW::new(&train);
-    let mut model = model;
-    let b = common::synthetic_batch(&device);
-    for _ in 0..3 {
-        let options = StepOptions {
-            max_grad_norm: 1.0,
-            gradient_checkpointing: false,
-        };
-        model = optimizer_step(
-            model,
-            &mut optim,
-            std::slice::from_ref(&b),
-            train.learning_rate,
-            options,
-            |_| None,
-        )
-        .0;
-    }
+    let (model, optim) = common::smoke_steps(model, 3);
     let after = params::read_all(&model);
     for (name, old) in &before {
         let new = &after[name];

@@ -111,14 +111,7 @@ impl Method for FullConfig {
         } else {
             "lm_head"
         };
-        MemoryTerms {
-            added_params: 0,
-            trained_base_params: self.trainable_params(model),
-            layer_values: 0,
-            layer_fixed: 0,
-            state_values: 0,
-            head_frozen: !self.wants(head),
-        }
+        MemoryTerms::trained_base(self.trainable_params(model), !self.wants(head))
     }
 
     fn validate(&self, model: &ModelConfig) -> Result<(), MethodError> {

@@ -275,14 +275,7 @@ impl Method for HftConfig {
     }
 
     fn memory_terms(&self, model: &ModelConfig) -> MemoryTerms {
-        MemoryTerms {
-            added_params: 0,
-            trained_base_params: self.trainable_params(model),
-            layer_values: 0,
-            layer_fixed: 0,
-            state_values: 0,
-            head_frozen: true,
-        }
+        MemoryTerms::trained_base(self.trainable_params(model), true)
     }
 
     fn prepare(

@@ -252,14 +252,7 @@ impl Method for KasaConfig {
                 layer_values += 3 * inp as u64 / 2;
             }
         }
-        MemoryTerms {
-            added_params: self.trainable_params(model),
-            trained_base_params: 0,
-            layer_values,
-            layer_fixed: 0,
-            state_values: 0,
-            head_frozen: true,
-        }
+        MemoryTerms::adapter(self.trainable_params(model), layer_values)
     }
 
     fn quantized_base_refusal(&self) -> Option<&'static str> {

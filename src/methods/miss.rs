@@ -273,12 +273,8 @@ impl Method for MissConfig {
             }
         }
         MemoryTerms {
-            added_params: self.trainable_params(model),
-            trained_base_params: 0,
-            layer_values,
             layer_fixed,
-            state_values: 0,
-            head_frozen: true,
+            ..MemoryTerms::adapter(self.trainable_params(model), layer_values)
         }
     }
 

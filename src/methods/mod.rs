@@ -101,6 +101,34 @@ pub struct MemoryTerms {
     pub head_frozen: bool,
 }
 
+impl MemoryTerms {
+    /// An adapter method's terms: `added_params` f32 parameters beside a
+    /// frozen base (head included) and `layer_values` per token and layer.
+    pub fn adapter(added_params: u64, layer_values: u64) -> Self {
+        Self {
+            added_params,
+            trained_base_params: 0,
+            layer_values,
+            layer_fixed: 0,
+            state_values: 0,
+            head_frozen: true,
+        }
+    }
+
+    /// The terms of a method that trains `params` of the base's own weights
+    /// in place and adds nothing.
+    pub fn trained_base(params: u64, head_frozen: bool) -> Self {
+        Self {
+            added_params: 0,
+            trained_base_params: params,
+            layer_values: 0,
+            layer_fixed: 0,
+            state_values: 0,
+            head_frozen,
+        }
+    }
+}
+
 /// The model to train and the method's state to checkpoint with it.
 pub struct PreparedModel {
     pub model: CausalLm,

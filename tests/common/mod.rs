@@ -150,6 +150,38 @@ pub fn synthetic_batch(device: &Device) -> Batch {
     Batch::new(&[(ids.as_slice(), labels.as_slice())], 0, device)
 }
 
+/// `steps` AdamW steps (lr 1e-2, clipped at 1) of `model` on the
+/// [`synthetic_batch`]; returns the model and the optimizer (its moments).
+pub fn smoke_steps(
+    model: tunesmith::CausalLm,
+    steps: usize,
+) -> (tunesmith::CausalLm, tunesmith::train::optim::AdamW) {
+    let device = model.embed_tokens.val().device();
+    let train = tunesmith::config::TrainSection {
+        learning_rate: 1e-2,
+        ..tunesmith::config::TrainSection::default()
+    };
+    let mut optim = tunesmith::train::optim::AdamW::new(&train);
+    let batch = synthetic_batch(&device);
+    let mut model = model;
+    for _ in 0..steps {
+        let options = tunesmith::train::step::StepOptions {
+            max_grad_norm: 1.0,
+            gradient_checkpointing: false,
+        };
+        model = tunesmith::train::step::optimizer_step(
+            model,
+            &mut optim,
+            std::slice::from_ref(&batch),
+            train.learning_rate,
+            options,
+            |_| None,
+        )
+        .0;
+    }
+    (model, optim)
+}
+
 /// The fixture batch `input_ids` / `labels` on `device`.
 pub fn batch_from(st: &SafeTensors, device: &Device) -> Batch {
     let (shape, ids) = i64s(st, "input_ids");

@@ -278,13 +278,9 @@ impl Method for AdaloraConfig {
         }
         let params = self.trainable_params(model);
         MemoryTerms {
-            added_params: params,
-            trained_base_params: 0,
-            layer_values,
-            layer_fixed: 0,
             // The sensitivity's and the uncertainty's running averages.
             state_values: 2 * params,
-            head_frozen: true,
+            ..MemoryTerms::adapter(params, layer_values)
         }
     }
 

@@ -360,14 +360,7 @@ impl Method for LoraConfig {
                 layer_values += 2 * out as u64;
             }
         }
-        MemoryTerms {
-            added_params: self.trainable_params(model),
-            trained_base_params: 0,
-            layer_values,
-            layer_fixed: 0,
-            state_values: 0,
-            head_frozen: true,
-        }
+        MemoryTerms::adapter(self.trainable_params(model), layer_values)
     }
 
     fn quantized_base_refusal(&self) -> Option<&'static str> {
